@@ -1,0 +1,248 @@
+"""Command line: ``python -m rmtbench <verb> ...``. Snakemake rules call these verbs and nothing else.
+
+User mistakes (bad config, missing data) end with one clear line and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+log = logging.getLogger("rmtbench")
+
+
+def _sweep(path: str) -> Any:
+    from rmtbench.config import load_sweep
+
+    return load_sweep(path, project_dir=Path.cwd())
+
+
+def _context(sweep: Any, client: Any, block_rows: int | None = None) -> Any:
+    from rmtbench.experiments.base import RunContext
+
+    return RunContext(data_dir=sweep.data_dir, client=client, block_rows=block_rows or sweep.compute["block_rows"])
+
+
+def _client(sweep: Any, plan: Any, threads: int, memory: str | None) -> Any:
+    import contextlib
+
+    from rmtbench.parallel import dask_client
+
+    if not plan.kind.uses_dask:
+        return contextlib.nullcontext(None)
+    return dask_client(sweep.dask, threads=threads, memory_limit=memory)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    sweep = _sweep(args.config)
+    total = 0
+    print(f"sweep {sweep.name!r}: seed {sweep.seed}, results in {sweep.out}/")
+    for name, plan in sweep.experiments.items():
+        groups = plan.theory_groups()
+        total += len(plan.cells)
+        print(f"  {name} ({plan.kind.kind}): {len(plan.cells)} cells, {len(groups)} theory computations")
+    print(f"  total: {total} cells")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from rmtbench.schema_doc import schema_yaml
+
+    text = schema_yaml()
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from rmtbench.store import write_dataset
+
+    sweep = _sweep(args.sweep)
+    plan = sweep.experiments[args.experiment]
+    cell = plan.cell(args.cell)
+    start = time.perf_counter()
+    log.info("simulate %s/%s (%s) with %d thread(s)", args.experiment, cell.id, cell.label, args.threads)
+    with _client(sweep, plan, args.threads, args.memory) as client:
+        dataset = plan.kind.simulate(cell, _context(sweep, client, args.block_rows))
+    write_dataset(dataset, args.out)
+    log.info("wrote %s in %.1f s", args.out, time.perf_counter() - start)
+    return 0
+
+
+def cmd_theory(args: argparse.Namespace) -> int:
+    from rmtbench.store import write_dataset
+
+    sweep = _sweep(args.sweep)
+    plan = sweep.experiments[args.experiment]
+    cells = plan.theory_groups()[args.key]
+    start = time.perf_counter()
+    log.info("theory %s/%s for %d cell(s)", args.experiment, args.key, len(cells))
+    dataset = plan.kind.theory(cells, _context(sweep, None))
+    write_dataset(dataset, args.out)
+    log.info("wrote %s in %.1f s", args.out, time.perf_counter() - start)
+    return 0
+
+
+def cmd_gather(args: argparse.Namespace) -> int:
+    from rmtbench.gather import gather_experiment
+    from rmtbench.store import decode_attr, write_dataset
+
+    sweep = _sweep(args.sweep)
+    dataset = gather_experiment(sweep, args.experiment, allow_missing=args.allow_missing)
+    missing = decode_attr(dataset, "missing_cells")
+    if missing:
+        print(f"{len(missing)} missing in {args.experiment}:", ", ".join(m.get("label", m.get("theory", "?")) for m in missing))
+    write_dataset(dataset, args.out)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rmtbench.store import open_dataset
+
+    sweep = _sweep(args.sweep)
+    table = sweep.experiments[args.experiment].kind.compare(open_dataset(args.store))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out, index=False, float_format="%.6g")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from rmtbench.store import open_dataset
+
+    sweep = _sweep(args.sweep)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = sweep.experiments[args.experiment].kind.plot(open_dataset(args.store), out)
+    log.info("%d figure(s) in %s", len(paths), out)
+    return 0
+
+
+def cmd_export_data(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from rmtbench.config import load_sweep
+    from rmtbench.experiments.common import cell_data
+    from rmtbench.store import decode_attr, open_dataset
+
+    gathered = open_dataset(args.store)
+    config = decode_attr(gathered, "config")
+    name = decode_attr(gathered, "experiment")
+    sweep = load_sweep(config, project_dir=Path.cwd())
+    cell = sweep.experiments[name].cell(args.cell)
+    data = cell_data(cell, _context(sweep, None))
+    np.savez(args.out, X_train=data.X, y_train=data.y, X_test=data.X_test, y_test=data.y_test,
+             labels_train=data.labels, labels_test=data.labels_test, cell=cell.to_json(), meta=json.dumps(data.meta, default=str))
+    print(f"wrote {args.out}: X_train {data.X.shape}, X_test {data.X_test.shape} for cell {cell.label}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from rmtbench.status import sweep_status
+
+    sweep = _sweep(args.config)
+    for line in sweep_status(sweep):
+        print(line)
+    return 0
+
+
+def cmd_report_path(args: argparse.Namespace) -> int:
+    sweep = _sweep(args.config)
+    print(sweep.out / "report.html")
+    return 0
+
+
+def cmd_config_reference(args: argparse.Namespace) -> int:
+    from rmtbench.schema_doc import config_reference
+
+    text = config_reference()
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rmtbench", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    p = sub.add_parser("validate", help="validate a config and count its cells")
+    p.add_argument("config")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("report-path", help="where the HTML report of a config goes")
+    p.add_argument("config")
+    p.set_defaults(func=cmd_report_path)
+
+    p = sub.add_parser("config-reference", help="the config reference (Markdown) generated from the schema")
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_config_reference)
+
+    p = sub.add_parser("schema", help="print the config JSON schema as YAML")
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_schema)
+
+    for verb, func, what in (("simulate", cmd_simulate, "--cell"), ("theory", cmd_theory, "--key")):
+        p = sub.add_parser(verb, help=f"compute one {'cell' if verb == 'simulate' else 'theory group'} into a Zarr store")
+        p.add_argument("--sweep", required=True, help="config file (YAML or JSON)")
+        p.add_argument("--experiment", required=True)
+        p.add_argument(what, required=True, dest=what.strip("-"))
+        p.add_argument("--out", required=True)
+        p.add_argument("--threads", type=int, default=1)
+        p.add_argument("--memory", default=None, help="per-worker memory limit, e.g. 4GiB")
+        p.add_argument("--block-rows", type=int, default=None, help="override compute.block_rows")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("gather", help="combine cell and theory stores into one store")
+    p.add_argument("--sweep", required=True)
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--allow-missing", action="store_true", help="gather a partial sweep (missing cells are NaN)")
+    p.set_defaults(func=cmd_gather)
+
+    for verb, func in (("compare", cmd_compare), ("plot", cmd_plot)):
+        p = sub.add_parser(verb, help=f"{verb} a gathered store")
+        p.add_argument("--sweep", required=True)
+        p.add_argument("--experiment", required=True)
+        p.add_argument("--store", required=True)
+        p.add_argument("--out", required=True)
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("export-data", help="write the exact data arrays a cell used to an .npz file")
+    p.add_argument("--store", required=True, help="a gathered store")
+    p.add_argument("--cell", required=True, help="cell id")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_export_data)
+
+    p = sub.add_parser("status", help="cells done / running / missing per experiment")
+    p.add_argument("config", nargs="?", default="config/config.yaml")
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    from rmtbench.config import ConfigError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    user_errors: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, KeyError)
+    try:
+        from rmtbench.data import DataError
+
+        user_errors = user_errors + (DataError,)
+    except ImportError:
+        pass
+    try:
+        return int(args.func(args) or 0)
+    except user_errors as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"rmtbench: error: {message}", file=sys.stderr)
+        return 2

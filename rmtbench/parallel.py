@@ -1,0 +1,67 @@
+"""Dask clients from the config, and BLAS threading kept deterministic.
+
+Each worker computes with one BLAS thread: parallelism comes from tasks, and a result never depends on
+how many threads a library chose to use.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Iterator, Mapping
+
+
+@contextlib.contextmanager
+def single_blas_thread() -> Iterator[None]:
+    """Run the block with BLAS/OpenMP limited to one thread."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
+
+@contextlib.contextmanager
+def dask_client(settings: Mapping[str, Any], *, threads: int = 1, memory_limit: str | None = None) -> Iterator[Any]:
+    """A Dask client as the config's ``dask`` block asks (``None`` for synchronous mode).
+
+    Parameters
+    ----------
+    settings
+        The validated ``dask`` block: ``mode`` is ``local`` (embedded LocalCluster with worker
+        processes), ``address``, ``scheduler_file`` or ``synchronous``.
+    threads
+        Threads granted to the job (Snakemake's ``{threads}``): the LocalCluster gets that many worker
+        processes with one thread each, unless ``settings['workers']`` says otherwise.
+    memory_limit
+        Per-worker memory limit for the LocalCluster (Dask syntax, e.g. ``"4GiB"``).
+    """
+    mode = settings.get("mode", "local")
+    if mode == "synchronous":
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    if mode == "address":
+        with Client(settings["address"]) as client:
+            yield client
+        return
+    if mode == "scheduler_file":
+        with Client(scheduler_file=settings["scheduler_file"]) as client:
+            yield client
+        return
+    workers = int(settings.get("workers") or max(1, threads))
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    with LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        memory_limit=memory_limit or "auto", silence_logs=40,
+    ) as cluster, Client(cluster) as client:
+        yield client
+
+
+def compute(client: Any, *graphs: Any) -> tuple[Any, ...]:
+    """Compute Dask graphs on ``client`` (or synchronously when ``client`` is None)."""
+    import dask
+
+    if client is None:
+        return dask.compute(*graphs, scheduler="synchronous")
+    futures = client.compute(list(graphs))
+    return tuple(client.gather(futures))
