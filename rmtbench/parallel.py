@@ -51,7 +51,7 @@ def dask_client(settings: Mapping[str, Any], *, threads: int = 1, memory_limit: 
     workers = int(settings.get("workers") or max(1, threads))
     os.environ.setdefault("PYTHONHASHSEED", "0")
     with LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
         memory_limit=memory_limit or "auto", silence_logs=40,
     ) as cluster, Client(cluster) as client:
         yield client

@@ -15,9 +15,9 @@ FLOPS_PER_SECOND = 2e9
 
 def _input_dim(cell: Any) -> int:
     spec = cell.options.get("dataset_spec", {})
-    if "p" in spec:
+    if spec.get("p") is not None:
         return int(spec["p"])
-    if "p_over_n" in spec:
+    if spec.get("p_over_n") is not None:
         return max(1, int(round(float(spec["p_over_n"]) * int(cell.get("n", 1)))))
     return 784
 

@@ -100,7 +100,7 @@ class RandomFeaturesRidge(Experiment):
 
         from rmtbench.activations import get_activation
         from rmtbench.store import provenance
-        from rmtbench.theory.equivalent import KernelSpectrum, ridge_mse_theory
+        from rmtbench.theory.equivalent import KernelSpectrum, ridge_mse_from_spectrum
         from rmtbench.theory.kernels import expected_kernel, expected_kernel_diag
 
         first = cells[0]
@@ -109,7 +109,7 @@ class RandomFeaturesRidge(Experiment):
         nodes = int(first["kernel_nodes"])
         kernel = expected_kernel(act, data.X, nodes=nodes)
         spectrum = KernelSpectrum.from_kernel(
-            kernel, expected_kernel(act, data.X, data.X_test, nodes=nodes), expected_kernel_diag(act, data.X_test)
+            kernel, data.y, expected_kernel(act, data.X, data.X_test, nodes=nodes), expected_kernel_diag(act, data.X_test), data.y_test
         )
         gammas = np.asarray(first["gamma"], dtype=float)
         ratios = sorted({float(c["d_over_n"]) for c in cells})
@@ -117,7 +117,7 @@ class RandomFeaturesRidge(Experiment):
         train, test, delta = [], [], []
         for ratio in ratios:
             d = max(1, int(round(ratio * n)))
-            result = ridge_mse_theory(spectrum, data.y, data.y_test, d=d, gammas=gammas)
+            result = ridge_mse_from_spectrum(spectrum, d=d, gammas=gammas)
             train.append(result.train_mse)
             test.append(result.test_mse)
             delta.append(result.delta)

@@ -1,0 +1,1 @@
+"""Random-matrix-theory predictions: kernels, deterministic equivalents and limiting laws."""

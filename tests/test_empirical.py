@@ -1,0 +1,54 @@
+"""The Dask Gram path: correct against plain numpy, and bitwise independent of blocks and workers."""
+import numpy as np
+import pytest
+
+from conftest import small_config
+from rmtbench.config import load_sweep
+from rmtbench.empirical import RandomFeatureMap, gram_graph, symmetric_from_upper
+from rmtbench.experiments.base import RunContext
+from rmtbench.parallel import compute, dask_client
+from rmtbench.weights import WeightLaw
+
+
+def _problem(d=1300, p=20, n=50, n_test=30, law="gaussian", activation="relu"):
+    rng = np.random.default_rng(0)
+    X, X_test = rng.standard_normal((p, n)) / np.sqrt(p), rng.standard_normal((p, n_test)) / np.sqrt(p)
+    return RandomFeatureMap(activation, WeightLaw(law), d, 11, ("test",)), X, X_test
+
+
+def test_gram_matches_the_features_formed_whole():
+    fmap, X, X_test = _problem()
+    upper, cross = compute(None, gram_graph(fmap, X, X_test, block_rows=512))[0]
+    Phi, Phi_test = fmap.features(X), fmap.features(X_test)
+    assert Phi.shape == (1300, 50)
+    np.testing.assert_allclose(symmetric_from_upper(upper), Phi.T @ Phi, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(cross, Phi.T @ Phi_test, rtol=1e-12, atol=1e-10)
+
+
+@pytest.mark.parametrize("law", ["gaussian", "rademacher"])
+def test_gram_is_bitwise_identical_for_any_block_size_and_worker_count(law, local_client):
+    fmap, X, X_test = _problem(d=2600, law=law)
+    reference = compute(None, gram_graph(fmap, X, X_test, block_rows=512))[0]
+    variants = [compute(None, gram_graph(fmap, X, X_test, block_rows=2048))[0],
+                compute(local_client, gram_graph(fmap, X, X_test, block_rows=512))[0],
+                compute(local_client, gram_graph(fmap, X, X_test, block_rows=1536))[0]]
+    for upper, cross in variants:
+        assert np.array_equal(upper, reference[0])
+        assert np.array_equal(cross, reference[1])
+
+
+def test_rf_ridge_cell_is_bitwise_identical_across_block_sizes_and_worker_counts(tmp_path, local_client):
+    config = small_config()
+    config["experiments"][0]["grid"]["d_over_n"] = [20.0]  # d = 1280 features: three reduction units
+    sweep = load_sweep(config)
+    plan = sweep.experiments["rf"]
+    cell = plan.cells[0]
+    results = []
+    with dask_client({"mode": "local", "workers": 1}, threads=1) as one_worker:
+        results.append(plan.kind.simulate(cell, RunContext(data_dir=tmp_path, client=one_worker, block_rows=512)))
+    results.append(plan.kind.simulate(cell, RunContext(data_dir=tmp_path, client=local_client, block_rows=2048)))
+    results.append(plan.kind.simulate(cell, RunContext(data_dir=tmp_path, client=None, block_rows=1024)))
+    for other in results[1:]:
+        for name in ("train_mse", "test_mse", "eigenvalues"):
+            assert np.array_equal(results[0][name].values, other[name].values), name
+    assert np.isfinite(results[0]["test_mse"].values).all()
