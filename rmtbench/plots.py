@@ -15,7 +15,8 @@ import numpy as np
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib.pyplot with the Agg backend and rmtbench's style applied."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,7 +32,7 @@ def _pyplot() -> Any:
 
 def save_figure(fig: Any, outdir: Path, name: str, caption: str) -> Path:
     """Save ``fig`` as ``outdir/name.png`` and record its caption; return the PNG path."""
-    plt = _pyplot()
+    plt = pyplot()
     outdir.mkdir(parents=True, exist_ok=True)
     path = outdir / f"{name}.png"
     fig.savefig(path, bbox_inches="tight")
@@ -64,7 +65,26 @@ def _sizes_text(ds: Any) -> str:
     return ", ".join(parts)
 
 
-def _iterate(ds: Any, dims: Iterable[str]) -> Iterable[tuple[dict[str, Any], Any]]:
+def log_axis(ax: Any, axis: str = "x") -> None:
+    """Log scale with plain-number tick labels (no overlapping 3x10^-1 style labels)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    getattr(ax, f"set_{axis}scale")("log")
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(NullFormatter())
+
+
+def legend_below(fig: Any, ax: Any, *, ncol: int = 4) -> None:
+    """One legend for the figure, below the axes, so it never hides data."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=ncol, bbox_to_anchor=(0.5, -0.02), fontsize=7)
+        fig.subplots_adjust(bottom=0.28)
+
+
+def iterate_panels(ds: Any, dims: Iterable[str]) -> Iterable[tuple[dict[str, Any], Any]]:
     dims = [d for d in dims if d in ds.dims]
     if not dims:
         yield {}, ds
@@ -78,9 +98,9 @@ def _iterate(ds: Any, dims: Iterable[str]) -> Iterable[tuple[dict[str, Any], Any
 
 def double_descent_figures(ds: Any, outdir: Path) -> list[Path]:
     """Train and test MSE against d/n (one figure per data set, weight law and n)."""
-    plt = _pyplot()
+    plt = pyplot()
     paths = []
-    for key, sub in _iterate(ds, ["dataset", "weights", "n"]):
+    for key, sub in iterate_panels(ds, ["dataset", "weights", "n"]):
         if not np.isfinite(sub["train_mse"].values).any():
             continue
         fig, (ax_train, ax_test) = plt.subplots(1, 2, figsize=(8.2, 3.2))
@@ -89,16 +109,23 @@ def double_descent_figures(ds: Any, outdir: Path) -> list[Path]:
             color = COLORS[i % len(COLORS)]
             cell = sub.sel(activation=act, gamma=gamma)
             label = f"{act}, γ={gamma:g}"
-            errorbar_with_theory(ax_train, x, cell["train_mse"].transpose("seed", "d_over_n").values, cell["train_mse_theory"].values if "train_mse_theory" in cell else None, color=color, label=label)
-            errorbar_with_theory(ax_test, x, cell["test_mse"].transpose("seed", "d_over_n").values, cell["test_mse_theory"].values if "test_mse_theory" in cell else None, color=color, label=label)
+            for ax, name in ((ax_train, "train_mse"), (ax_test, "test_mse")):
+                theory, theory_x = None, None
+                if f"{name}_theory_curve" in cell:
+                    curve = cell[f"{name}_theory_curve"]
+                    curve = curve.isel({d: 0 for d in curve.dims if d not in ("d_over_n_curve",)})
+                    theory, theory_x = curve.values, cell["d_over_n_curve"].values
+                elif f"{name}_theory" in cell:
+                    theory = cell[f"{name}_theory"].values
+                errorbar_with_theory(ax, x, cell[name].transpose("seed", "d_over_n").values, theory, theory_x=theory_x, color=color, label=label)
         for ax, name in ((ax_train, "training MSE"), (ax_test, "test MSE")):
-            ax.set_xscale("log")
+            log_axis(ax, "x")
             ax.axvline(1.0, color="k", lw=0.6, ls=":")
             ax.set_xlabel("d / n")
             ax.set_ylabel(name)
         ax_train.set_yscale("log")
-        ax_test.set_yscale("log")
-        ax_test.legend(loc="best", ncol=1)
+        log_axis(ax_test, "y")
+        legend_below(fig, ax_test, ncol=4)
         title = f"{key.get('dataset')} · W {key.get('weights')} · n={key.get('n')}"
         fig.suptitle(title)
         name = f"double_descent-{key.get('dataset')}-{key.get('weights')}-n{key.get('n')}"
@@ -115,11 +142,11 @@ def double_descent_figures(ds: Any, outdir: Path) -> list[Path]:
 
 def mse_vs_gamma_figures(ds: Any, outdir: Path) -> list[Path]:
     """Training MSE against gamma, one line per d/n (one figure per data set, activation, weights, n)."""
-    plt = _pyplot()
+    plt = pyplot()
     paths = []
     if ds.sizes.get("gamma", 1) < 2:
         return paths
-    for key, sub in _iterate(ds, ["dataset", "activation", "weights", "n"]):
+    for key, sub in iterate_panels(ds, ["dataset", "activation", "weights", "n"]):
         if not np.isfinite(sub["train_mse"].values).any():
             continue
         fig, ax = plt.subplots(figsize=(4.2, 3.2))
@@ -127,11 +154,11 @@ def mse_vs_gamma_figures(ds: Any, outdir: Path) -> list[Path]:
         for i, ratio in enumerate(sub["d_over_n"].values):
             cell = sub.sel(d_over_n=ratio)
             errorbar_with_theory(ax, gammas, cell["train_mse"].transpose("seed", "gamma").values, cell["train_mse_theory"].values if "train_mse_theory" in cell else None, color=COLORS[i % len(COLORS)], label=f"d/n={ratio:g}")
-        ax.set_xscale("log")
+        log_axis(ax, "x")
         ax.set_yscale("log")
         ax.set_xlabel("γ")
         ax.set_ylabel("training MSE")
-        ax.legend(fontsize=6, ncol=2)
+        legend_below(fig, ax, ncol=3)
         ax.set_title(f"{key['dataset']} · {key['activation']} · W {key['weights']} · n={key['n']}")
         name = f"train_vs_gamma-{key['dataset']}-{key['activation']}-{key['weights']}-n{key['n']}"
         caption = (

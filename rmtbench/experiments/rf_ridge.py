@@ -114,21 +114,25 @@ class RandomFeaturesRidge(Experiment):
         gammas = np.asarray(first["gamma"], dtype=float)
         ratios = sorted({float(c["d_over_n"]) for c in cells})
         n = data.X.shape[1]
-        train, test, delta = [], [], []
-        for ratio in ratios:
-            d = max(1, int(round(ratio * n)))
-            result = ridge_mse_from_spectrum(spectrum, d=d, gammas=gammas)
-            train.append(result.train_mse)
-            test.append(result.test_mse)
-            delta.append(result.delta)
+
+        def evaluate(values: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            results = [ridge_mse_from_spectrum(spectrum, d=max(1, int(round(r * n))), gammas=gammas) for r in values]
+            return tuple(np.array([getattr(r, k) for r in results]) for k in ("train_mse", "test_mse", "delta"))
+
+        train, test, delta = evaluate(ratios)
+        # a dense curve of widths for the figures: one eigendecomposition makes it almost free
+        curve = np.unique(np.concatenate([np.geomspace(min(ratios), max(ratios), 80), [r for r in (1.0,) if min(ratios) <= r <= max(ratios)]]))
+        curve_train, curve_test, _ = evaluate(list(curve))
         return xr.Dataset(
             {
                 "train_mse_theory": (("d_over_n", "gamma"), np.array(train), {"long_name": "deterministic-equivalent training MSE", "source": "LLC18 sec. 3.1; formula sheet sec. 2"}),
                 "test_mse_theory": (("d_over_n", "gamma"), np.array(test), {"long_name": "deterministic-equivalent test MSE", "source": "LLC18 sec. 3.2; formula sheet sec. 2"}),
                 "delta": (("d_over_n", "gamma"), np.array(delta), {"long_name": "delta(-gamma), fixed point of seed eq. 9"}),
                 "kernel_eigenvalues": (("eig",), spectrum.eigvals, {"long_name": "eigenvalues of the expected kernel K"}),
+                "train_mse_theory_curve": (("d_over_n_curve", "gamma"), curve_train, {"long_name": "training MSE theory on a dense grid of d/n"}),
+                "test_mse_theory_curve": (("d_over_n_curve", "gamma"), curve_test, {"long_name": "test MSE theory on a dense grid of d/n"}),
             },
-            coords={"d_over_n": ratios, "gamma": gammas},
+            coords={"d_over_n": ratios, "gamma": gammas, "d_over_n_curve": curve},
             attrs=provenance(cells=[c.id for c in cells], data=data.meta, activation=act.name),
         )
 
