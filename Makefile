@@ -1,5 +1,5 @@
 # Two commands do everything (each creates the environment on first use):
-#   make run    the laptop sweep: stores, tables, figures, report under results/laptop/
+#   make run    the laptop sweep: stores, tables, figures and reports under results/laptop/
 #   make test   the test suite
 # Other configs: make run CONFIG=config/paper-small.yaml
 
@@ -8,10 +8,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rmtbench-installed
 CONFIG ?= config/config.yaml
-CORES ?= all
 PYTEST_ARGS ?=
 
-.PHONY: run test dry-run report env clean-results schema
+.PHONY: run test dry-run env schema clean-results
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +21,7 @@ $(STAMP): pyproject.toml
 env: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m snakemake --profile profiles/default --configfile $(CONFIG) --cores $(CORES)
-	$(PY) -m snakemake --profile profiles/default --configfile $(CONFIG) --report $$($(PY) -m rmtbench report-path $(CONFIG))
-	@echo "results: $$($(PY) -m rmtbench report-path $(CONFIG) | xargs dirname)"
+	$(PY) -m rmtbench run $(CONFIG)
 
 dry-run: $(STAMP)
 	$(PY) -m snakemake --profile profiles/default --configfile $(CONFIG) -n

@@ -168,6 +168,54 @@ def cmd_config_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """The whole sweep on this machine: one shared LocalCluster, Snakemake, then the reports."""
+    import os
+    import subprocess
+
+    from rmtbench.parallel import SHARED_CLUSTER_ENV, shared_local_cluster
+
+    sweep = _sweep(args.config)  # refuse a bad config before starting anything
+    cores = args.cores or os.cpu_count() or 1
+    snakemake = [sys.executable, "-m", "snakemake", "--profile", args.profile, "--configfile", args.config]
+    workdir = Path(".snakemake") / "rmtbench"
+    workdir.mkdir(parents=True, exist_ok=True)
+    scheduler_file = workdir / f"scheduler-{os.getpid()}.json"
+    log.info("sweep %r: starting a LocalCluster with %d worker process(es)", sweep.name, cores)
+    try:
+        with shared_local_cluster(cores, str(scheduler_file)):
+            env = dict(os.environ, **{SHARED_CLUSTER_ENV: str(scheduler_file.resolve())})
+            status = subprocess.call([*snakemake, "--cores", str(cores), *args.snakemake_args], env=env)
+    finally:
+        scheduler_file.unlink(missing_ok=True)
+    if status != 0:
+        return status
+    report = sweep.out / "report.html"
+    status = subprocess.call([*snakemake, "--report", str(sweep.out / "snakemake-report.html")])
+    print(f"results in {sweep.out}/: gathered stores *.zarr, tables/, figures/, snakemake-report.html")
+    if report.exists():
+        print(f"report: {report}")
+    return status
+
+
+# -- report (issue 11) ------------------------------------------------------------------------------
+def cmd_report(args: argparse.Namespace) -> int:
+    """Build the one-page HTML report of a sweep from its results folder."""
+    from rmtbench.report import build_report
+
+    path = build_report(_sweep(args.sweep), args.out, embed=not args.link_images)
+    print(path)
+    return 0
+
+
+def _add_report_verb(sub: Any) -> None:
+    p = sub.add_parser("report", help="one HTML page: every figure with its caption, error tables, provenance")
+    p.add_argument("--sweep", default="config/config.yaml", help="config file (YAML or JSON)")
+    p.add_argument("--out", default=None, help="output file (default: <results>/<sweep>/report.html)")
+    p.add_argument("--link-images", action="store_true", help="link the PNGs relative to the page instead of embedding them")
+    p.set_defaults(func=cmd_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rmtbench", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -176,6 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="validate a config and count its cells")
     p.add_argument("config")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("run", help="run a sweep locally: one LocalCluster shared by all jobs, then the reports")
+    p.add_argument("config", nargs="?", default="config/config.yaml")
+    p.add_argument("--cores", type=int, default=None, help="worker processes and Snakemake cores (default: all)")
+    p.add_argument("--profile", default="profiles/default")
+    p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="further Snakemake arguments, after --")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report-path", help="where the HTML report of a config goes")
     p.add_argument("config")
@@ -224,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="cells done / running / missing per experiment")
     p.add_argument("config", nargs="?", default="config/config.yaml")
     p.set_defaults(func=cmd_status)
+
+    _add_report_verb(sub)
     return parser
 
 

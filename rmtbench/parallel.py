@@ -10,6 +10,10 @@ import os
 from typing import Any, Iterator, Mapping
 
 
+SHARED_CLUSTER_ENV = "RMTBENCH_SHARED_SCHEDULER_FILE"
+"""Set by ``rmtbench run``: jobs in ``local`` mode join the sweep's LocalCluster through this file."""
+
+
 @contextlib.contextmanager
 def single_blas_thread() -> Iterator[None]:
     """Run the block with BLAS/OpenMP limited to one thread."""
@@ -35,6 +39,11 @@ def dask_client(settings: Mapping[str, Any], *, threads: int = 1, memory_limit: 
         Per-worker memory limit for the LocalCluster (Dask syntax, e.g. ``"4GiB"``).
     """
     mode = settings.get("mode", "local")
+    shared = os.environ.get(SHARED_CLUSTER_ENV)
+    if mode == "local" and shared:
+        # `rmtbench run` started one LocalCluster for the whole sweep: join it instead of paying
+        # seconds of worker start-up per cell. Numbers do not depend on which cluster computes them.
+        mode, settings = "scheduler_file", {"scheduler_file": shared}
     if mode == "synchronous":
         yield None
         return
@@ -54,6 +63,16 @@ def dask_client(settings: Mapping[str, Any], *, threads: int = 1, memory_limit: 
         n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
         memory_limit=memory_limit or "auto", silence_logs=40,
     ) as cluster, Client(cluster) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def shared_local_cluster(workers: int, scheduler_file: str) -> Iterator[Any]:
+    """Start a LocalCluster of ``workers`` single-threaded processes and publish its scheduler file."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40) as cluster, Client(cluster) as client:
+        client.write_scheduler_file(scheduler_file)
         yield client
 
 

@@ -103,8 +103,9 @@ def ridge_mse(
     Returns
     -------
     RidgeResult
-        ``train_mse`` = (γ²/n) Σ_i (U^Ty)_i²/(λ_i + γ)², ``test_mse`` = (1/n̂)‖ŷ − C^T U diag(1/(λ+γ))
-        U^T y‖² with C = cross_gram, and the ``ill_conditioned`` flags.
+        ``train_mse`` = (γ²/n) Σ_i (U^Ty)_i²/(λ_i + γ)²,
+        ``test_mse`` = (1/n̂)‖ŷ − C^T U diag(1/(λ+γ)) U^T y‖² with C = cross_gram,
+        and the ``ill_conditioned`` flags.
 
     Raises
     ------

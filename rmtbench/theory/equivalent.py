@@ -175,7 +175,7 @@ def _residual(
 def _newton(
     u0: NDArray[np.complex128], z: NDArray[np.complex128], sp: _Spec, *, maxiter: int = 60
 ) -> tuple[NDArray[np.complex128], NDArray[np.bool_]]:
-    """Damped (backtracking) Newton on F(u) = 0; returns the iterate and a per-point success mask."""
+    """Damped (backtracking) Newton on F(u) = 0; returns the iterate and a success mask."""
     u = u0.astype(np.complex128, copy=True)
     F, dF, scale = _residual(u, z, sp)
     done = np.abs(F) <= 8 * _EPS * scale
@@ -651,7 +651,9 @@ def ridge_mse_theory(
     d: float,
     gammas: ArrayLike,
 ) -> RidgeTheoryResult:
-    """LLC18 Ē_train and Ē_test from an eigendecomposition of K (see :func:`ridge_mse_from_spectrum`).
+    """LLC18 Ē_train and Ē_test from an eigendecomposition of K.
+
+    See :func:`ridge_mse_from_spectrum` for the formulas.
 
     Parameters
     ----------

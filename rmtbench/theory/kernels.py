@@ -42,7 +42,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
-from rmtbench.activations import Activation, Piece, get_activation
+from rmtbench.activations import Activation, Piece, get_activation, piecewise_function
 from rmtbench.quadrature import DEFAULT_BOUND, gauss_hermite_normal, gaussian_expectations, gaussian_rule, hermite_table
 
 __all__ = [
@@ -66,6 +66,7 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 MEHLER_MAX_CORRELATION = 0.7
 _MEHLER_TOL = 1e-16
 _MAX_HERMITE_NODES = 512
+_HERMITE_WEIGHT_FLOOR = 1e-22
 # Outer rule of the piecewise path: fixed width-2 panels on [−L, L], the kinks of both factors, and
 # points at ±{1, 4, 16} transition widths around each kink of the inner factor.
 _PW_GRID = np.linspace(-DEFAULT_BOUND, DEFAULT_BOUND, 13)
@@ -120,6 +121,10 @@ def _over_pairs(evaluate: Callable[[Array, Array, Array], Array], bytes_per_pair
 
 def _hermite_evaluator(phi: Pointwise, symmetric_integrand: bool, nodes: int) -> tuple[Callable[..., Array], int]:
     x, w = gauss_hermite_normal(nodes)
+    # Large rules reach |ξ| ≈ sqrt(4 nodes) where the weights are far below rounding: dropping
+    # those nodes keeps about 6.5 sqrt(nodes) of them, so a rule scaled by σ² costs σ², not σ⁴.
+    useful = w > _HERMITE_WEIGHT_FLOOR
+    x, w = x[useful], w[useful]
     if symmetric_integrand and nodes % 2 == 0:
         keep = x > 0
         x1, w1 = x[keep], 2.0 * w[keep]
@@ -141,12 +146,6 @@ def _hermite_evaluator(phi: Pointwise, symmetric_integrand: bool, nodes: int) ->
 # Piecewise-linear φ.
 
 
-def _evaluate_pieces(pieces: tuple[Piece, ...], t: Array) -> Array:
-    bounds = np.array([p[1] for p in pieces[:-1]])
-    idx = np.searchsorted(bounds, t, side="left")
-    return np.array([p[2] for p in pieces])[idx] + np.array([p[3] for p in pieces])[idx] * t
-
-
 def _gaussian_smoothed(pieces: tuple[Piece, ...], m: Array, s: Array) -> Array:
     """E g(m + sZ), Z ~ N(0,1), for piecewise-linear g, exactly (s may be 0)."""
     icpt = [p[2] for p in pieces]
@@ -166,6 +165,7 @@ def _gaussian_smoothed(pieces: tuple[Piece, ...], m: Array, s: Array) -> Array:
 
 def _piecewise_evaluator(pieces: tuple[Piece, ...]) -> tuple[Callable[..., Array], int]:
     kinks = np.array([p[1] for p in pieces[:-1]])
+    phi_outer = piecewise_function(pieces)
     xg, wg = np.polynomial.legendre.leggauss(_PW_NODES)
     n_nodes = (_PW_GRID.size + kinks.size * (2 + _PW_GRADING.size) - 1) * _PW_NODES
     bound = DEFAULT_BOUND
@@ -179,12 +179,13 @@ def _piecewise_evaluator(pieces: tuple[Piece, ...]) -> tuple[Callable[..., Array
             width = np.where(slope != 0, spread / np.abs(slope), 0.0)
         graded = (inner_kinks[:, :, None] + width[:, None, None] * _PW_GRADING).reshape(sa.size, -1)
         grid = np.broadcast_to(_PW_GRID, (sa.size, _PW_GRID.size))
-        points = np.sort(np.clip(np.concatenate([grid, outer_kinks, inner_kinks, graded], axis=1), -bound, bound), axis=1)
+        points = np.concatenate([grid, outer_kinks, inner_kinks, graded], axis=1)
+        points = np.sort(np.clip(points, -bound, bound), axis=1)
         mid = 0.5 * (points[:, 1:] + points[:, :-1])
         half = 0.5 * (points[:, 1:] - points[:, :-1])
         xi = (mid[..., None] + half[..., None] * xg).reshape(sa.size, -1)
         wt = (half[..., None] * wg).reshape(sa.size, -1) * (_INV_SQRT_2PI * np.exp(-0.5 * xi * xi))
-        f_outer = _evaluate_pieces(pieces, sa[:, None] * xi)
+        f_outer = phi_outer(sa[:, None] * xi)
         h_inner = _gaussian_smoothed(pieces, slope[:, None] * xi, spread[:, None])
         return np.einsum("pn,pn,pn->p", wt, f_outer, h_inner)
 
@@ -215,17 +216,67 @@ def _hermite_coefficient_rows(phi: Pointwise, kinks: tuple[float, ...], scales: 
             rows[i0 : i0 + chunk] = np.asarray(phi(np.multiply.outer(uniq[i0 : i0 + chunk], xi)), dtype=float) @ he.T
     else:
         for i, s in enumerate(uniq):
-            xi, w = gaussian_rule(scale=float(s), kinks=kinks, bound=bound, panel_width=panel)
-            rows[i] = hermite_table(xi, order) @ (w * np.asarray(phi(s * xi), dtype=float))
+            if s > 0:  # rows of σ = 0 are meaningless: the caller sets them
+                xi, w = gaussian_rule(scale=float(s), kinks=kinks, bound=bound, panel_width=panel)
+                rows[i] = hermite_table(xi, order) @ (w * np.asarray(phi(s * xi), dtype=float))
     return rows[inverse]
 
 
-def _mehler(phi: Pointwise, kinks: tuple[float, ...], sa: Array, sb: Array, rho: Array, use: Array) -> Array:
+def _piecewise_hermite_rows(pieces: tuple[Piece, ...], scales: Array, order: int) -> Array:
+    """a_k(φ_σ), k = 0..order, exactly for piecewise-linear φ: shape (len(scales), order + 1).
+
+    With h_k the normalised Hermite polynomials and P_j = h_j·pdf, ∫_lo^hi h_k pdf equals
+    (P_{k−1}(lo) − P_{k−1}(hi))/sqrt(k) for k ≥ 1 and Φ(hi) − Φ(lo) for k = 0, and
+    ξ h_k = sqrt(k+1) h_{k+1} + sqrt(k) h_{k−1} handles the slopes. Summed by parts over the
+    pieces, only the jumps of intercept and slope at each breakpoint kink/σ enter.
+    """
+    s = np.asarray(scales, dtype=float)
+    icpt = np.array([p[2] for p in pieces])
+    slope = np.array([p[3] for p in pieces])
+    kinks = np.array([p[1] for p in pieces[:-1]])
+    d_icpt, d_slope = np.diff(icpt), np.diff(slope)
+    positive = s > 0
+    z = np.divide(kinks, s[:, None], out=np.zeros((s.size, kinks.size)), where=positive[:, None])
+    # P_j(z), j = 0..order + 1, by the stable normalised recurrence started at the density.
+    P = np.empty((order + 2, s.size, kinks.size))
+    P[0] = _INV_SQRT_2PI * np.exp(-0.5 * z * z)
+    P[1] = z * P[0]
+    for j in range(1, order + 1):
+        P[j + 1] = (z * P[j] - math.sqrt(j) * P[j - 1]) / math.sqrt(j + 1)
+    cdf = special.ndtr(z)
+    # Σ_p c_p ∫_{piece p} h_k pdf for the intercepts (A) and the slopes (B), k = 0..order + 1.
+    roots = np.sqrt(np.arange(1, order + 2))
+    A = np.empty((s.size, order + 2))
+    B = np.empty((s.size, order + 2))
+    A[:, 0] = icpt[-1] - cdf @ d_icpt
+    B[:, 0] = slope[-1] - cdf @ d_slope
+    A[:, 1:] = np.einsum("jnk,k->nj", P[: order + 1], d_icpt) / roots
+    B[:, 1:] = np.einsum("jnk,k->nj", P[: order + 1], d_slope) / roots
+    k = np.arange(order + 1)
+    rows = A[:, : order + 1] + s[:, None] * np.sqrt(k + 1) * B[:, 1 : order + 2]
+    rows[:, 1:] += s[:, None] * np.sqrt(k[1:]) * B[:, :order]
+    return rows  # rows of σ = 0 are meaningless: the caller sets them
+
+
+def _mehler(phi: Pointwise, pieces: tuple[Piece, ...] | None, kinks: tuple[float, ...], sa: Array, sb: Array,
+            rho: Array, use: Array) -> Array:
     """Σ_k a_k(φ_{σ_a}) a_k(φ_{σ_b}) ρ^k where ``use``; other entries are left as garbage."""
     top = float(np.max(np.abs(rho[use]), initial=0.0))
     order = 0 if top == 0.0 else int(min(200, max(1, math.ceil(math.log(_MEHLER_TOL) / math.log(top)))))
-    ca = _hermite_coefficient_rows(phi, kinks, sa, order)
-    cb = ca if sb is sa else _hermite_coefficient_rows(phi, kinks, sb, order)
+
+    def rows(scales: Array) -> Array:
+        if pieces is not None:
+            out = _piecewise_hermite_rows(pieces, scales, order)
+        else:
+            out = _hermite_coefficient_rows(phi, kinks, scales, order)
+        # σ = 0 (a zero input): φ_0 is the constant φ(0).
+        zero = scales == 0
+        out[zero] = 0.0
+        out[zero, 0] = float(np.asarray(phi(np.zeros(1)), dtype=float)[0])
+        return out
+
+    ca = rows(sa)
+    cb = ca if sb is sa else rows(sb)
     out = np.multiply.outer(ca[:, order], cb[:, order])
     for k in range(order - 1, -1, -1):  # Horner in ρ
         out *= rho
@@ -270,7 +321,7 @@ def _evaluate(act: Activation, closed: Callable[..., Array] | None, pieces: tupl
     if method == "mehler":
         assert pointwise is not None
         small = np.abs(rho) <= MEHLER_MAX_CORRELATION
-        out = _mehler(pointwise, act.kinks, sa, sb, rho, small)
+        out = _mehler(pointwise, pieces, act.kinks, sa, sb, rho, small)
         rest: Array | None = ~small
     else:
         out = np.empty(rho.shape)
@@ -284,7 +335,8 @@ def _evaluate(act: Activation, closed: Callable[..., Array] | None, pieces: tupl
         # Gauss–Hermite needs about nodes·σ² points for φ(σξ) (its error grows with σ²): scale the
         # rule by the larger variance of each pair, in steps of 8 nodes.
         scaled = nodes * np.maximum(1.0, np.maximum(va[ii], vb[jj]))
-        counts = np.minimum(8 * np.ceil(scaled / 8), max(nodes, _MAX_HERMITE_NODES)).astype(int)
+        counts = np.where(scaled > nodes, np.minimum(8 * np.ceil(scaled / 8), _MAX_HERMITE_NODES), nodes)
+        counts = np.maximum(counts, nodes).astype(int)
         values = np.empty(ii.size)
         for m in np.unique(counts):
             sel = np.flatnonzero(counts == m)
@@ -295,7 +347,7 @@ def _evaluate(act: Activation, closed: Callable[..., Array] | None, pieces: tupl
         out[jj, ii] = values
         if pointwise is None:
             assert pieces is not None
-            pointwise = lambda t: _evaluate_pieces(pieces, t)  # noqa: E731
+            pointwise = piecewise_function(pieces)
         f = pointwise
         # Self-pairs (ρ = 1) get the exact 1-D value, identical to expected_kernel_diag.
         self_pairs = np.flatnonzero(np.diagonal(rho) >= 1.0 - 1e-12)
@@ -335,7 +387,8 @@ def kernel_from_covariance(act: ActivationSpec, var_a: ArrayLike, var_b: ArrayLi
     Examples
     --------
     >>> v = np.array([1.0, 2.0]); c = np.array([[1.0, 0.5], [0.5, 2.0]])
-    >>> np.allclose(kernel_from_covariance("relu", v, v, c), kernel_from_covariance("relu", v, v, c, method="piecewise"))
+    >>> closed = kernel_from_covariance("relu", v, v, c)
+    >>> np.allclose(closed, kernel_from_covariance("relu", v, v, c, method="piecewise"))
     True
     >>> print(f"{kernel_from_covariance('tanh', [1.0], [1.0], [[0.5]])[0, 0]:.10f}")
     0.1863244132
@@ -364,7 +417,7 @@ def derivative_kernel_from_covariance(act: ActivationSpec, var_a: ArrayLike, var
     pieces = _derivative_pieces(act)
     pointwise = act.derivative
     if pointwise is None and pieces is not None:
-        pointwise = lambda t: _evaluate_pieces(pieces, t)  # noqa: E731
+        pointwise = piecewise_function(pieces)
     return _evaluate(act, act.derivative_kernel, pieces, pointwise, "derivative kernel", var_a, var_b, cov, nodes,
                      method, symmetric)
 
@@ -373,14 +426,14 @@ def _gram_inputs(A: ArrayLike, B: ArrayLike | None) -> tuple[Array, Array, Array
     A = np.asarray(A, dtype=float)
     if A.ndim != 2:
         raise ValueError(f"A must be p x n (columns are samples), got shape {A.shape}")
+    var_a = np.einsum("ij,ij->j", A, A)
     if B is None:
         cov = A.T @ A
         cov = 0.5 * (cov + cov.T)
-        # Variances from the same diagonal, so that self-pairs have correlation exactly 1 (sign-like
-        # kernels move by 1e-8 when ρ is off by one rounding).
-        var = np.diagonal(cov).copy()
-        return var, var, cov, True
-    var_a = np.einsum("ij,ij->j", A, A)
+        # Self-pairs get correlation exactly 1: kernels of φ with jumps move by about 1e-8 when ρ
+        # is off by one rounding (K(ρ) ≈ K(1) − O(sqrt(1 − ρ))).
+        np.fill_diagonal(cov, var_a)
+        return var_a, var_a, cov, True
     B = np.asarray(B, dtype=float)
     if B.ndim != 2 or B.shape[0] != A.shape[0]:
         raise ValueError(f"B must be p x m with the same p as A {A.shape}, got {B.shape}")

@@ -233,7 +233,8 @@ def fit_power_law(x: ArrayLike, y: ArrayLike) -> PowerLawFit:
     ly = np.asarray(y, dtype=np.float64).ravel()
     if lx.shape != ly.shape or lx.size < 2:
         raise ValueError("x and y must have the same length >= 2")
-    if not (np.all(np.isfinite(lx)) and np.all(np.isfinite(ly)) and np.all(lx > 0) and np.all(ly > 0)):
+    valid = np.isfinite(lx) & np.isfinite(ly) & (lx > 0) & (ly > 0)
+    if not np.all(valid):
         raise ValueError("x and y must be finite and > 0 for a log-log fit")
     lx, ly = np.log(lx), np.log(ly)
     xm, ym = lx.mean(), ly.mean()
