@@ -39,6 +39,7 @@ __all__ = [
     "get_activation",
     "hermite_coefficients",
     "hermite_nu",
+    "piecewise_function",
 ]
 
 Array = NDArray[np.float64]
@@ -101,9 +102,9 @@ class Activation:
     @property
     def has_jumps(self) -> bool:
         """Whether φ is discontinuous (known only for piecewise-linear φ; else ``False``)."""
-        return bool(self.piecewise) and any(
-            abs((a[2] + a[3] * a[1]) - (b[2] + b[3] * b[0])) > 0.0 for a, b in zip(self.piecewise[:-1], self.piecewise[1:])
-        )
+        pieces = self.piecewise or ()
+        # value of the left piece at its right end against the right piece at its left end
+        return any(a[2] + a[3] * a[1] != b[2] + b[3] * b[0] for a, b in zip(pieces[:-1], pieces[1:]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,13 +322,21 @@ def _as_float(family: str, key: str, value: Any) -> float:
     return x + 0.0
 
 
-def _piecewise_phi(pieces: tuple[Piece, ...]) -> Callable[[Array], Array]:
-    """Evaluate a piecewise-linear φ; at a breakpoint the piece on the left wins (1{t>k} at k is 0)."""
+def piecewise_function(pieces: tuple[Piece, ...]) -> Callable[[ArrayLike], Array]:
+    """The function described by ``pieces`` (see :attr:`Activation.piecewise`).
+
+    At a breakpoint the piece on the left wins, so a step ``1{t > k}`` is 0 at k.
+
+    Examples
+    --------
+    >>> piecewise_function(((-np.inf, 0.0, 0.0, 0.0), (0.0, np.inf, 1.0, 0.0)))([-1.0, 0.0, 2.0])
+    array([0., 0., 1.])
+    """
     bounds = np.array([p[1] for p in pieces[:-1]])
     icpt = np.array([p[2] for p in pieces])
     slope = np.array([p[3] for p in pieces])
 
-    def phi(t: Array) -> Array:
+    def phi(t: ArrayLike) -> Array:
         t = np.asarray(t, dtype=float)
         idx = np.searchsorted(bounds, t, side="left")
         return icpt[idx] + slope[idx] * t
@@ -372,7 +381,7 @@ def _binary(threshold: float, scale: float = 1.0) -> Activation:
         kernel = _pairwise(lambda va, vb, c: scale * scale * _k_step(va, vb, c))
     return Activation(
         name=f"binary(threshold={_fmt(threshold)},scale={_fmt(scale)})",
-        phi=_piecewise_phi(pieces),
+        phi=piecewise_function(pieces),
         derivative=None,
         kinks=(threshold,),
         kernel=kernel,
@@ -428,6 +437,10 @@ def _clip(c: float, scale: float = 1.0) -> Activation:
     )
 
 
+def _std(var: ArrayLike) -> Array:
+    return np.sqrt(np.clip(np.atleast_1d(np.asarray(var, dtype=float)), 0.0, None))
+
+
 def _centered(base: Activation, shift: float) -> Activation:
     phi, kinks = base.phi, base.kinks
     kernel = None
@@ -436,8 +449,8 @@ def _centered(base: Activation, shift: float) -> Activation:
 
         def kernel(var_a: ArrayLike, var_b: ArrayLike, cov: ArrayLike) -> Array:
             """K_base − shift (E φ(u) + E φ(v)) + shift²."""
-            ma = gaussian_expectations(phi, np.sqrt(np.clip(np.atleast_1d(np.asarray(var_a, dtype=float)), 0, None)), kinks=kinks)
-            mb = gaussian_expectations(phi, np.sqrt(np.clip(np.atleast_1d(np.asarray(var_b, dtype=float)), 0, None)), kinks=kinks)
+            ma = gaussian_expectations(phi, _std(var_a), kinks=kinks)
+            mb = gaussian_expectations(phi, _std(var_b), kinks=kinks)
             return base_kernel(var_a, var_b, cov) - shift * (ma[:, None] + mb[None, :]) + shift * shift
 
     parity: Parity = base.parity if shift == 0.0 or base.parity == "even" else "none"
@@ -473,7 +486,16 @@ _FAMILIES: dict[str, _Family] = {
 }
 
 
+# One object per canonical name, so equal specs give the identical (hashable, comparable) entry.
+_FAMILY_CACHE: dict[str, Activation] = {}
+
+
 def _build_family(family: str, params: Mapping[str, Any]) -> Activation:
+    act = _construct_family(family, params)
+    return _FAMILY_CACHE.setdefault(act.name, act)
+
+
+def _construct_family(family: str, params: Mapping[str, Any]) -> Activation:
     spec = _FAMILIES[family]
     unknown = [k for k in params if k not in spec.params]
     if unknown:
@@ -593,7 +615,8 @@ def get_activation(spec: str | Mapping[str, Any] | Activation) -> Activation:
             raise ValueError(f"unknown activation family {family!r}; {_allowed_message()}")
         return _build_family(family, params)
     if not isinstance(spec, str):
-        raise ValueError(f"activation spec must be a name or a mapping, got {type(spec).__name__}; {_allowed_message()}")
+        raise ValueError(
+            f"activation spec must be a name or a mapping, got {type(spec).__name__}; {_allowed_message()}")
     name = spec.strip()
     if name in ACTIVATIONS:
         return ACTIVATIONS[name]
@@ -746,7 +769,8 @@ def gaussian_moments(act: str | Mapping[str, Any] | Activation, *, tau: float) -
     if act.has_jumps:
         d1_sq = _INF
     elif act.derivative is not None:
-        d1_sq = gaussian_expectation(lambda t: np.asarray(act.derivative(t), dtype=float) ** 2, scale=tau, kinks=act.kinks)
+        derivative = act.derivative
+        d1_sq = gaussian_expectation(lambda t: np.asarray(derivative(t), dtype=float) ** 2, scale=tau, kinks=act.kinks)
     else:
         d1_sq = math.nan
     return GaussianMoments(tau=tau, mean=mean, d1=d[0], d2=d[1], d3=d[2], d4=d[3], second=float(w @ f**2),

@@ -132,7 +132,7 @@ def cmd_export_data(args: argparse.Namespace) -> int:
 
     gathered = open_dataset(args.store)
     config = decode_attr(gathered, "config")
-    name = decode_attr(gathered, "experiment")
+    name = gathered.attrs["experiment"]
     sweep = load_sweep(config, project_dir=Path.cwd())
     cell = sweep.experiments[name].cell(args.cell)
     data = cell_data(cell, _context(sweep, None))

@@ -1,17 +1,22 @@
 """Zarr stores of xarray datasets: atomic writes, provenance, safe reads.
 
 A store at ``path`` exists only when complete: it is written to a sibling temporary path
-(``<name>.tmp-<pid>-<random>``) and renamed into place. A temporary store whose writing process is gone
-is an orphan of a killed job; :func:`remove_orphans` deletes it on the next run.
+(``<name>.tmp-<pid>-<random>@<host>``) and renamed into place. A temporary store whose writing process
+is gone is an orphan of a killed job; :func:`remove_orphans` deletes it on the next run. Only a writer
+on the same host can tell whether a pid is alive, so temporary stores of other hosts (cluster nodes
+sharing the results folder) are never removed here.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import uuid
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
@@ -31,20 +36,38 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "localhost"
+
+
+def temporary_path(path: str | os.PathLike[str], *, tag: str = "") -> Path:
+    """A fresh sibling of ``path`` naming this writer: ``<name>.tmp-<pid>-<tag><random>@<host>``."""
+    path = Path(path)
+    return path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}-{tag}{uuid.uuid4().hex[:8]}@{_host()}")
+
+
+def is_orphan(entry: str | os.PathLike[str]) -> bool:
+    """Whether ``entry`` is a temporary store left by a dead writer on this host."""
+    name = Path(entry).name
+    if TMP_MARK not in name:
+        return False
+    rest = name.split(TMP_MARK, 1)[1]
+    pid, _, tail = rest.partition("-")
+    if not pid.isdigit():
+        return False
+    if "@" in tail and tail.rsplit("@", 1)[1] != _host():
+        return False  # another host's writer: its pid cannot be checked here
+    return not _pid_alive(int(pid))
+
+
 def remove_orphans(directory: str | os.PathLike[str]) -> list[Path]:
-    """Delete temporary stores in ``directory`` whose writing process no longer runs; return them."""
+    """Delete temporary stores in ``directory`` left by dead writers on this host; return them."""
     directory = Path(directory)
     removed = []
     if not directory.is_dir():
         return removed
     for entry in directory.iterdir():
-        if TMP_MARK not in entry.name:
-            continue
-        try:
-            pid = int(entry.name.split(TMP_MARK, 1)[1].split("-", 1)[0])
-        except ValueError:
-            continue
-        if not _pid_alive(pid):
+        if is_orphan(entry):
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed
@@ -59,11 +82,11 @@ def write_dataset(dataset: Any, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_orphans(path.parent)
-    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp = temporary_path(path)
     try:
         dataset.to_zarr(tmp, mode="w", zarr_format=ZARR_FORMAT, consolidated=False)
         if path.exists():
-            old = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}-old-{uuid.uuid4().hex[:8]}")
+            old = temporary_path(path, tag="old")
             os.rename(path, old)
             os.rename(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
@@ -88,8 +111,11 @@ def open_dataset(path: str | os.PathLike[str], *, load: bool = True) -> Any:
     path = Path(path)
     if TMP_MARK in path.name or not path.is_dir():
         raise FileNotFoundError(f"no complete store at {path}")
-    dataset = xr.open_zarr(path, consolidated=False, zarr_format=ZARR_FORMAT)
-    return dataset.load() if load else dataset
+    with warnings.catch_warnings():
+        # Snakemake leaves a .snakemake_timestamp file inside directory outputs; it is not Zarr.
+        warnings.filterwarnings("ignore", message=".*snakemake_timestamp.*")
+        dataset = xr.open_zarr(path, consolidated=False, zarr_format=ZARR_FORMAT)
+        return dataset.load() if load else dataset
 
 
 @lru_cache(maxsize=1)

@@ -8,8 +8,9 @@ and covariance a^T b, so every kernel is a function of (var_a, var_b, cov). Eval
     The activation's closed form (formula sheet section 2, kernel table), fully vectorised.
 ``"mehler"``
     Pairs with |ρ| ≤ 0.7 use the generalised Mehler series Σ_k a_k(φ_{σ_a}) a_k(φ_{σ_b}) ρ^k, with
-    per-sample Hermite coefficients from exact 1-D quadrature split at the kinks, truncated where
-    |ρ|^{K+1} < 1e-16 (Cauchy–Schwarz bounds the tail by |ρ|^{K+1} sqrt(ν_a ν_b), smooth φ or not).
+    per-sample Hermite coefficients (in closed form for piecewise-linear φ, else by 1-D quadrature
+    split at the kinks), truncated where |ρ|^{K+1} < 1e-16 (Cauchy–Schwarz bounds the tail by
+    |ρ|^{K+1} sqrt(ν_a ν_b), smooth φ or not).
     The remaining, strongly correlated pairs use ``"piecewise"`` for piecewise-linear φ and
     ``"hermite"`` otherwise. In high dimension almost all pairs are nearly orthogonal, so this is
     far cheaper than a 2-D rule on every pair.
@@ -277,10 +278,15 @@ def _mehler(phi: Pointwise, pieces: tuple[Piece, ...] | None, kinks: tuple[float
 
     ca = rows(sa)
     cb = ca if sb is sa else rows(sb)
-    out = np.multiply.outer(ca[:, order], cb[:, order])
-    for k in range(order - 1, -1, -1):  # Horner in ρ
-        out *= rho
-        out += np.multiply.outer(ca[:, k], cb[:, k])
+    out = np.empty(rho.shape)
+    rows_per_block = max(1, _BLOCK_BYTES // (8 * max(1, rho.shape[1])))
+    for i0 in range(0, rho.shape[0], rows_per_block):  # row blocks keep the temporaries small
+        blk = slice(i0, i0 + rows_per_block)
+        acc = np.multiply.outer(ca[blk, order], cb[:, order])
+        for k in range(order - 1, -1, -1):  # Horner in ρ
+            acc *= rho[blk]
+            acc += np.multiply.outer(ca[blk, k], cb[:, k])
+        out[blk] = acc
     return out
 
 

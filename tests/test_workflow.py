@@ -1,0 +1,93 @@
+"""Snakemake for real: a tiny sweep through `rmtbench run`, dry runs, and data export."""
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT, small_config
+
+pytestmark = pytest.mark.workflow
+
+
+def _project(tmp_path: Path, config: dict) -> Path:
+    """A temporary copy of the workflow files with ``config`` as config/config.yaml."""
+    for item in ("Snakefile", "workflow", "profiles"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path
+
+
+def _run(args, cwd, timeout=600):
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory):
+    project = _project(tmp_path_factory.mktemp("sweep"), small_config())
+    result = _run(["rmtbench", "run", "config/config.yaml", "--cores", "2"], project)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return project
+
+
+def test_run_writes_gathered_store_table_and_figures(finished_sweep):
+    from rmtbench.store import open_dataset
+
+    out = finished_sweep / "results" / "unit"
+    store = open_dataset(out / "rf.zarr")
+    assert set(store["train_mse"].dims) == {"activation", "weights", "dataset", "n", "d_over_n", "seed", "gamma"}
+    assert np.isfinite(store["test_mse_theory"].values).all()
+    assert store.attrs["git_revision"]
+    import pandas as pd
+
+    table = pd.read_csv(out / "tables" / "rf.csv")
+    mse_rows = table[table.quantity.isin(["train_mse", "test_mse"])]
+    assert len(mse_rows) == 2 * 2  # train/test x 2 widths x 1 gamma
+    assert mse_rows.rel_error.abs().max() < 0.5  # tiny n: only a sanity bound here
+    figures = sorted(p.name for p in (out / "figures" / "rf").glob("*.png"))
+    assert "double_descent-g-gaussian-n64.png" in figures
+    assert (out / "snakemake-report.html").stat().st_size > 10_000
+
+
+def test_second_run_has_nothing_to_do(finished_sweep):
+    result = _run(["snakemake", "--profile", "profiles/default", "-n"], finished_sweep)
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_export_data_reproduces_the_cell_data(finished_sweep):
+    from rmtbench.store import decode_attr, open_dataset
+
+    store = open_dataset(finished_sweep / "results/unit/rf.zarr")
+    cell_id = next(iter(decode_attr(store, "cells")))
+    out = finished_sweep / "cell.npz"
+    result = _run(["rmtbench", "export-data", "--store", "results/unit/rf.zarr", "--cell", cell_id, "--out", str(out)], finished_sweep)
+    assert result.returncode == 0, result.stderr
+    data = np.load(out)
+    assert data["X_train"].shape == (32, 64) and data["X_test"].shape == (32, 32)
+    assert set(np.unique(data["y_train"])) == {-1.0, 1.0}
+
+
+def test_dry_run_of_the_default_config_is_fast():
+    start = time.perf_counter()
+    result = _run(["snakemake", "--profile", "profiles/default", "-n", "--quiet"], ROOT)
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 0, result.stderr[-2000:]
+    print(f"dry run took {elapsed:.1f} s")
+    assert elapsed < 20  # the 5 s target is measured in bench/, on a quiet machine
+
+
+def test_bad_config_stops_snakemake_before_any_job(tmp_path):
+    config = small_config()
+    config["experiments"][0]["grid"]["activation"] = ["rleu"]
+    project = _project(tmp_path, config)
+    result = _run(["snakemake", "--profile", "profiles/default", "--cores", "1"], project)
+    assert result.returncode != 0
+    assert "experiments[0].grid.activation[0]" in result.stderr + result.stdout
+    assert not (project / "results").exists()
