@@ -103,7 +103,6 @@ class RunContext:
     data_dir: Path
     client: Any = None
     block_rows: int = 1024
-    progress: bool = False
 
 
 class Experiment:

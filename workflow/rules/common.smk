@@ -38,6 +38,7 @@ def all_targets():
     targets = []
     for name in SWEEP.experiments:
         targets += [str(SWEEP.gathered_store(name)), str(SWEEP.table(name)), str(SWEEP.figures_dir(name))]
+    targets.append(f"{OUT}/report.html")
     return targets
 
 

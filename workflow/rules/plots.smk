@@ -18,3 +18,18 @@ rule plot:
     shell:
         "{RMTBENCH} plot --sweep {input.sweep} --experiment {wildcards.experiment} --store {input.store}"
         " --out {output} > {log} 2>&1"
+
+
+rule report:
+    # One HTML page for the sweep: every figure with its caption, the error tables, the provenance.
+    input:
+        sweep=ancient(SWEEP_JSON),
+        tables=[str(SWEEP.table(name)) for name in SWEEP.experiments],
+        figures=[str(SWEEP.figures_dir(name)) for name in SWEEP.experiments],
+    output:
+        report(f"{OUT}/report.html", category="Report"),
+    log:
+        f"{OUT}/logs/report.log",
+    localrule: True
+    shell:
+        "{RMTBENCH} report --sweep {input.sweep} --out {output} > {log} 2>&1"

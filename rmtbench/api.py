@@ -1,0 +1,334 @@
+"""The library surface for notebooks and scripts: results, theory on plain numpy arrays.
+
+Data arguments follow scikit-learn's layout, **rows are samples** (``X`` of shape
+``(n_samples, n_features)``), and kernels are ``K[i, j] = k(x_i, x'_j)``; the internal modules use
+columns as samples. The weights have unit-variance entries (no ``1/sqrt(p)``), so inputs should have
+norm about 1. Everything here is a thin wrapper: the formulas live in :mod:`rmtbench.theory` and
+:mod:`rmtbench.activations`, the estimators in :mod:`rmtbench.estimators`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "RidgeTheory",
+    "alpha_coefficients",
+    "expected_kernel",
+    "expected_kernel_diag",
+    "gmm_linear_equivalent",
+    "hermite_coefficients",
+    "open_results",
+    "results_provenance",
+    "ridge_mse_theory",
+    "sphere_linear_equivalent",
+]
+
+ActivationSpec = Any  # str, mapping or rmtbench.activations.Activation
+
+
+# -- results ---------------------------------------------------------------------------------------
+def _is_store(path: Path) -> bool:
+    return path.is_dir() and any((path / marker).exists() for marker in (".zgroup", ".zattrs", "zarr.json"))
+
+
+def open_results(path: str | os.PathLike[str], experiment: str | None = None) -> Any:
+    """The gathered dataset of an experiment, as an ``xarray.Dataset`` (loaded into memory).
+
+    Parameters
+    ----------
+    path
+        A gathered store (``results/<sweep>/<experiment>.zarr``), or a sweep's results folder
+        (``results/<sweep>``) together with ``experiment`` (optional when the folder holds one store).
+    experiment
+        Name of the experiment block when ``path`` is a results folder.
+
+    Returns
+    -------
+    xarray.Dataset
+        One dimension per grid axis, plus ``seed``, ``gamma``, ... Attributes hold provenance as JSON
+        text; :func:`results_provenance` decodes them.
+
+    Raises
+    ------
+    FileNotFoundError
+        When no (unambiguous) gathered store is found; the message lists what is there.
+    """
+    from rmtbench.store import open_dataset
+
+    path = Path(path)
+    if _is_store(path) and experiment is None:
+        return open_dataset(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"no results at {path}: give a gathered store (<results>/<sweep>/<experiment>.zarr) or a sweep folder")
+    stores = sorted(p for p in path.glob("*.zarr") if _is_store(p))
+    if experiment is not None:
+        store = path / f"{experiment}.zarr"
+        if not _is_store(store):
+            names = ", ".join(p.stem for p in stores) or "none"
+            raise FileNotFoundError(f"no gathered store for experiment {experiment!r} in {path} (gathered: {names})")
+        return open_dataset(store)
+    if len(stores) != 1:
+        names = ", ".join(p.stem for p in stores) or "none"
+        raise FileNotFoundError(f"{path} holds {len(stores)} gathered stores ({names}); pass experiment=")
+    return open_dataset(stores[0])
+
+
+def results_provenance(dataset: Any) -> dict[str, Any]:
+    """The dataset's attributes with JSON text decoded (config, package versions, missing cells, ...).
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> results_provenance(xr.Dataset(attrs={"config": '{"seed": 1}', "git_revision": "abc"}))
+    {'config': {'seed': 1}, 'git_revision': 'abc'}
+    """
+    decoded: dict[str, Any] = {}
+    for key, value in dataset.attrs.items():
+        if isinstance(value, str):
+            try:
+                decoded[key] = json.loads(value)
+                continue
+            except json.JSONDecodeError:
+                pass
+        decoded[key] = value
+    return decoded
+
+
+# -- kernels and coefficients ----------------------------------------------------------------------
+def _samples(name: str, X: ArrayLike) -> NDArray[np.float64]:
+    A = np.asarray(X, dtype=np.float64)
+    if A.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {A.shape}")
+    return A
+
+
+def expected_kernel(activation: ActivationSpec, X: ArrayLike, Y: ArrayLike | None = None, *, nodes: int = 48) -> NDArray[np.float64]:
+    """K[i, j] = E_w[phi(w.x_i) phi(w.y_j)] for w ~ N(0, I_p): the limit of ``Phi^T Phi' / d``.
+
+    Parameters
+    ----------
+    activation
+        Name or spec (see :func:`rmtbench.activations.get_activation`).
+    X, Y
+        Samples as rows, shapes (n, p) and (m, p); ``Y = X`` when omitted (K exactly symmetric).
+    nodes
+        Gauss-Hermite nodes per dimension where no closed form or exact path exists.
+
+    Returns
+    -------
+    ndarray of shape (n, m)
+
+    Examples
+    --------
+    ReLU on unit vectors at right angles: E relu(u)^2 = 1/2 and E relu(u) relu(v) = 1/(2 pi):
+
+    >>> K = expected_kernel("relu", np.eye(2))
+    >>> print(np.round(K * 2 * np.pi, 10))
+    [[3.14159265 1.        ]
+     [1.         3.14159265]]
+    """
+    from rmtbench.theory.kernels import expected_kernel as kernel_columns
+
+    A = _samples("X", X)
+    B = None if Y is None else _samples("Y", Y)
+    return kernel_columns(activation, A.T, None if B is None else B.T, nodes=nodes)
+
+
+def expected_kernel_diag(activation: ActivationSpec, X: ArrayLike) -> NDArray[np.float64]:
+    """diag K = E phi(||x_i|| xi)^2 per sample (row) of X.
+
+    Examples
+    --------
+    >>> print(expected_kernel_diag("relu", [[1.0, 0.0], [2.0, 0.0]]))
+    [0.5 2. ]
+    """
+    from rmtbench.theory.kernels import expected_kernel_diag as diag_columns
+
+    return diag_columns(activation, _samples("X", X).T)
+
+
+def hermite_coefficients(activation: ActivationSpec, *, tau: float = 1.0, order: int = 3) -> NDArray[np.float64]:
+    """Normalised Hermite coefficients a_0..a_order of t -> phi(tau t) (formula sheet sec. 1).
+
+    Examples
+    --------
+    >>> print(np.round(hermite_coefficients("relu"), 6) + 0.0)
+    [0.398942 0.5      0.282095 0.      ]
+    """
+    from rmtbench.activations import hermite_coefficients as coefficients
+
+    return coefficients(activation, tau=tau, order=order)
+
+
+def alpha_coefficients(activation: ActivationSpec, *, tau: float = 1.0) -> tuple[float, float, float, float]:
+    """(alpha0, alpha1, alpha2, alpha3) of the conjugate-kernel equivalent (formula sheet sec. 4.2).
+
+    Examples
+    --------
+    >>> print(" ".join(f"{a:.6f}" for a in alpha_coefficients("relu")))
+    0.090845 0.250000 0.039789 0.079577
+    """
+    from rmtbench.activations import alpha_coefficients as coefficients
+
+    return coefficients(activation, tau=tau)
+
+
+# -- linear equivalents of the kernel --------------------------------------------------------------
+def sphere_linear_equivalent(activation: ActivationSpec, X: ArrayLike, *, tau: float = 1.0) -> NDArray[np.float64]:
+    """K~ = a0^2 11^T + a1^2 XX^T/tau^2 + (a2^2/p) 11^T + (nu - a0^2 - a1^2) I for samples on a sphere.
+
+    The linear equivalent of the expected kernel for data uniform on the sphere of radius ``tau``
+    (seed eq. 10; formula sheet sec. 3), ``||K - K~|| = O(n^{-1/2})``; see
+    :class:`rmtbench.theory.sphere.SphereLinearization` for its predicted spectrum.
+
+    Parameters
+    ----------
+    activation
+        Name or spec.
+    X
+        Samples as rows, shape (n, p), each of norm ``tau``.
+    tau
+        Radius of the sphere.
+
+    Examples
+    --------
+    >>> print(np.round(sphere_linear_equivalent("relu", np.eye(3)), 4))
+    [[0.5265 0.1857 0.1857]
+     [0.1857 0.5265 0.1857]
+     [0.1857 0.1857 0.5265]]
+    """
+    from rmtbench.theory.sphere import SphereLinearization
+
+    A = _samples("X", X)
+    n, p = A.shape
+    return SphereLinearization.for_activation(activation, n=n, p=p, tau=tau).linear_equivalent(A.T)
+
+
+def gmm_linear_equivalent(activation: ActivationSpec, X: ArrayLike, labels: ArrayLike, *, form: Literal["centred", "full"] = "centred",
+                          spec: Mapping[str, Any] | None = None, **options: Any) -> NDArray[np.float64]:
+    """The conjugate-kernel equivalent K~ for Gaussian-mixture data (formula sheet sec. 4.3; LC18).
+
+    ``form="centred"`` gives ``alpha1 XX^T + alpha2 eps eps^T + alpha3 J T J^T/p + alpha0 I`` (compare
+    with the double-centred kernel), ``"full"`` adds the non-centred terms (compare with K itself).
+    Further keywords (``tau``, ``eps``, ``slope``, ``kappa4``) are those of
+    :func:`rmtbench.theory.ck_gmm.ck_equivalent`.
+
+    Parameters
+    ----------
+    activation
+        Name or spec.
+    X
+        Samples as rows, shape (n, p), at the theory's scale (``sqrt(p) x_i ~ N(mu_a, C_a)``).
+    labels
+        Class index of each sample, shape (n,).
+    spec
+        The ``gmm`` data spec for exact class statistics; None estimates them from X.
+
+    Examples
+    --------
+    >>> from rmtbench.data import make_dataset
+    >>> ds = make_dataset({"kind": "gmm", "p": 32}, n=64, n_test=0, seed=np.random.SeedSequence(0))
+    >>> K = gmm_linear_equivalent("relu", ds.X.T, ds.labels, spec=ds.meta["spec"])
+    >>> K.shape
+    (64, 64)
+    """
+    from rmtbench.theory.ck_gmm import ck_equivalent
+
+    return ck_equivalent(activation, _samples("X", X).T, labels, form=form, spec=spec, **options)
+
+
+# -- ridge regression ------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class RidgeTheory:
+    """Deterministic-equivalent MSEs of random-features ridge regression (LLC18).
+
+    Attributes
+    ----------
+    d
+        Widths, shape (w,) (a scalar ``d`` gives w = 1 and squeezed results).
+    gammas
+        Ridges, shape (g,).
+    train_mse, test_mse
+        Shape (w, g), or (g,) for a scalar ``d``; ``test_mse`` is None without a test set.
+    delta
+        delta(-gamma), same shape.
+    """
+
+    d: NDArray[np.float64]
+    gammas: NDArray[np.float64]
+    train_mse: NDArray[np.float64]
+    test_mse: NDArray[np.float64] | None
+    delta: NDArray[np.float64]
+
+
+def ridge_mse_theory(
+    K: ArrayLike,
+    y: ArrayLike,
+    *,
+    d: float | Sequence[float],
+    gammas: float | Sequence[float],
+    K_cross: ArrayLike | None = None,
+    K_test_diag: ArrayLike | None = None,
+    y_test: ArrayLike | None = None,
+) -> RidgeTheory:
+    """Deterministic-equivalent training (and test) MSE of ridge regression on d random features.
+
+    The LLC18 formulas of :func:`rmtbench.theory.equivalent.ridge_mse_from_spectrum` from one
+    eigendecomposition of K for every width and ridge. The loss is
+    ``(1/2n)||y - Phi^T beta||^2 + (gamma/2)||beta||^2`` (the convention of
+    :class:`rmtbench.estimators.RandomFeaturesRidge`).
+
+    Parameters
+    ----------
+    K
+        Expected kernel of the training samples, (n, n), e.g. :func:`expected_kernel`.
+    y
+        Training targets (n,).
+    d
+        Number of random features, scalar or 1-D.
+    gammas
+        Ridges gamma > 0, scalar or 1-D.
+    K_cross, K_test_diag, y_test
+        For the test error: K between training and test samples (n, n_test), the diagonal of the
+        test kernel (n_test,) and the test targets (n_test,). All or none.
+
+    Returns
+    -------
+    RidgeTheory
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((40, 20)) / np.sqrt(20)
+    >>> y = np.sign(X[:, 0])
+    >>> K = expected_kernel("erf", X)
+    >>> theory = ridge_mse_theory(K, y, d=[20, 80], gammas=[0.1, 1.0])
+    >>> theory.train_mse.shape
+    (2, 2)
+    >>> bool(np.all(np.diff(theory.train_mse, axis=1) > 0))  # more ridge, more training error
+    True
+    """
+    from rmtbench.theory.equivalent import KernelSpectrum, ridge_mse_from_spectrum
+
+    parts = (K_cross, K_test_diag, y_test)
+    if any(p is None for p in parts) and not all(p is None for p in parts):
+        raise ValueError("give all of K_cross, K_test_diag and y_test, or none of them")
+    spectrum = KernelSpectrum.from_kernel(K, y, K_cross, K_test_diag, y_test)
+    widths = np.atleast_1d(np.asarray(d, dtype=np.float64))
+    if widths.ndim != 1:
+        raise ValueError(f"d must be a scalar or 1-D, got shape {widths.shape}")
+    results = [ridge_mse_from_spectrum(spectrum, d=float(w), gammas=gammas) for w in widths]
+    train = np.array([r.train_mse for r in results])
+    delta = np.array([r.delta for r in results])
+    test = None if results[0].test_mse is None else np.array([r.test_mse for r in results])
+    if np.ndim(d) == 0:
+        train, delta = train[0], delta[0]
+        test = None if test is None else test[0]
+    return RidgeTheory(d=widths, gammas=results[0].gammas, train_mse=train, test_mse=test, delta=delta)
