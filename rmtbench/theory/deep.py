@@ -14,10 +14,9 @@ Three theoretical objects per layer, computed independently of any simulation:
 * the **Gu+22 linear equivalents** K̃_CK,ℓ = α_{ℓ,1} XᵀX + V A_ℓ Vᵀ + (τ_ℓ² − τ_0² α_{ℓ,1}) I_n and
   K̃_NTK,ℓ (β recursion), in the corrected form of the formula sheet (pitfalls P11, P14, P15);
 * the **finite-width rank-one term** (pitfall P12): the expectation over all weights at finite
-  widths adds r_ℓ (11ᵀ − I_n) to K_CK,ℓ, with r_1 = 0 and
-  r_ℓ = (E φ_ℓ')² r_{ℓ−1} + ½ (E φ_ℓ'')² τ_{ℓ−1}⁴ / d_{ℓ−1}.
-  The second term is the formula sheet's (rows e2); the first, its propagation through later layers
-  at first order, is derived here (the two coincide for two layers).
+  widths adds r_ℓ (11ᵀ − I_n) to K_CK,ℓ (:func:`finite_width_correction`); for two layers
+  r_2 = ½ (E φ_2'')² τ_1⁴ / d_1 as in the formula sheet (rows e2), deeper layers also carry the
+  earlier layers' terms (derived here at first order in 1/d).
 
 Deep equilibrium models (Ling+24; formula sheet section 6): the implicit CK G at the fixed point,
 its linear equivalent G̃, and explicit shallow networks whose equivalents equal G̃.
@@ -39,9 +38,11 @@ from rmtbench.activations import Activation, gaussian_moments, get_activation
 
 __all__ = [
     "DEQCoefficients",
+    "DeepKernels",
     "LayerCoefficients",
     "ck_equivalent",
     "clip_moments",
+    "data_statistics",
     "deq_coefficients",
     "deq_equivalent",
     "deq_exact_ck",
@@ -50,13 +51,16 @@ __all__ = [
     "exact_ntk",
     "explicit_net_coefficients",
     "finite_width_correction",
+    "layer_coefficients",
     "leaky_relu_moments",
     "linear_equivalent",
     "match_one_layer_clip",
+    "MatchResult",
     "match_two_layer_leaky_relu",
     "ntk_equivalent",
     "rank_one_term",
     "relative_error",
+    "spectral_norm",
 ]
 
 Array = NDArray[np.float64]
@@ -192,8 +196,17 @@ def layer_coefficients(activations: Sequence[ActivationSpec], *, tau0: float) ->
 def finite_width_correction(coefficients: Sequence[LayerCoefficients], widths: Sequence[float]) -> Array:
     """Coefficients r_ℓ of the finite-width term r_ℓ (11ᵀ − I_n) of E[Σ_ℓᵀΣ_ℓ] (pitfall P12).
 
-    ``r_1 = 0`` (the first layer's expectation is exact at any width) and
-    ``r_ℓ = (E φ_ℓ')² r_{ℓ−1} + ½ (E φ_ℓ'')² τ_{ℓ−1}⁴ / d_{ℓ−1}``. Widths ``inf`` give 0.
+    At finite widths the off-diagonal entries of Σ_{ℓ−1}ᵀΣ_{ℓ−1} fluctuate around the infinite-width
+    kernel with variance v_{ℓ−1}, and the curvature of the kernel map turns that variance into a mean
+    shift ½ (E φ_ℓ'')² v_{ℓ−1}; the shift of layer ℓ−1 is carried to layer ℓ at first order by
+    ȧ_ℓ = (E φ_ℓ')². With v_0 = r_0 = 0 (the data are fixed)::
+
+        v_ℓ = τ_ℓ⁴ / d_ℓ + ȧ_ℓ² v_{ℓ−1},       r_ℓ = ȧ_ℓ r_{ℓ−1} + ½ (E φ_ℓ'')² v_{ℓ−1}.
+
+    So r_1 = 0 (the first layer's expectation is exact at any width) and
+    r_2 = ½ (E φ_2'')² τ_1⁴ / d_1, the formula sheet's term (rows e2). The carried terms (ȧ_ℓ r_{ℓ−1}
+    and ȧ_ℓ² v_{ℓ−1}) matter from three layers on; they are derived here at first order in 1/d, and
+    checked by Monte Carlo in ``tests/test_deepnet.py``. Infinite widths give 0.
 
     Parameters
     ----------
@@ -217,9 +230,12 @@ def finite_width_correction(coefficients: Sequence[LayerCoefficients], widths: S
     if len(widths) < len(coefficients) - 1:
         raise ValueError(f"need at least {len(coefficients) - 1} widths, got {len(widths)}")
     r = np.zeros(len(coefficients))
-    for i in range(1, len(coefficients)):
-        c = coefficients[i]
-        r[i] = c.d1**2 * r[i - 1] + 0.5 * c.d2**2 * c.tau_in**4 / float(widths[i - 1])
+    variance = 0.0  # v_{ℓ−1}
+    for i, c in enumerate(coefficients):
+        if i > 0:
+            r[i] = c.d1**2 * r[i - 1] + 0.5 * c.d2**2 * variance
+        if i < len(widths):
+            variance = c.tau**4 / float(widths[i]) + c.d1**4 * variance
     return r
 
 
@@ -228,6 +244,23 @@ def rank_one_term(r: float, n: int) -> Array:
     term = np.full((n, n), float(r))
     np.fill_diagonal(term, 0.0)
     return term
+
+
+def data_statistics(data: Any, *, source: Literal["spec", "estimated"] = "spec") -> Any:
+    """The GMM statistics (τ_0, J, t, T, ψ) of a :class:`rmtbench.data.Dataset`.
+
+    ``source="spec"`` takes means and covariances from a ``gmm`` spec (exact τ_0 = sqrt(tr C°/p),
+    as in Gu+22); data of any other kind, or ``source="estimated"``, estimate them from the samples
+    and their labels (τ_0² = mean ‖x_i‖², formula sheet P1).
+    """
+    from rmtbench.data import gmm_statistics
+
+    spec = data.meta.get("spec") if isinstance(data.meta, Mapping) else None
+    if source == "spec" and isinstance(spec, Mapping) and spec.get("kind") == "gmm":
+        return gmm_statistics(data.X, data.labels, spec=spec)
+    if source not in ("spec", "estimated"):
+        raise ValueError(f"source must be 'spec' or 'estimated', got {source!r}")
+    return gmm_statistics(data.X, data.labels)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -323,7 +356,8 @@ class DeepKernels:
 
 
 def exact_kernels(X: Array, activations: Sequence[ActivationSpec], *, tau0: float, ntk: bool = True,
-                  nodes: int = 48, coefficients: Sequence[LayerCoefficients] | None = None) -> DeepKernels:
+                  nodes: int = 48, coefficients: Sequence[LayerCoefficients] | None = None,
+                  widths: Sequence[float] | None = None) -> DeepKernels:
     """Infinite-width CK (and NTK) of every layer by the Gaussian recursion.
 
     K_CK,0 = XᵀX; [K_CK,ℓ]_ij = E[φ̄_ℓ(u)φ̄_ℓ(v)] with (u, v) centred Gaussian of covariance
@@ -344,6 +378,11 @@ def exact_kernels(X: Array, activations: Sequence[ActivationSpec], *, tau0: floa
         Quadrature nodes for kernels without a closed form (see :mod:`rmtbench.theory.kernels`).
     coefficients
         Precomputed :func:`layer_coefficients` (only their ``shift`` is used).
+    widths
+        The switch of the finite-width correction (pitfall P12): ``None`` gives the infinite-width
+        kernels; widths d_1, ..., d_L add r_ℓ (11ᵀ − I_n) of :func:`finite_width_correction` to each
+        CK, i.e. E[Σ_ℓᵀΣ_ℓ] over all weights at those widths, to first order in 1/d. The recursion
+        itself (and the NTK) stays at infinite width.
 
     Returns
     -------
@@ -366,11 +405,15 @@ def exact_kernels(X: Array, activations: Sequence[ActivationSpec], *, tau0: floa
             ntks.append(prev_ntk)
         cks.append(K)
         prev = K
+    if widths is not None:
+        r = finite_width_correction(coefficients, widths)
+        cks = [K + rank_one_term(r_l, K.shape[0]) for K, r_l in zip(cks, r)]
     return DeepKernels(ck=cks, ntk=ntks if ntk else None)
 
 
-def exact_ck(X: Array, activations: Sequence[ActivationSpec], *, tau0: float, nodes: int = 48) -> list[Array]:
-    """Infinite-width CK of layers 1..L (see :func:`exact_kernels`).
+def exact_ck(X: Array, activations: Sequence[ActivationSpec], *, tau0: float, nodes: int = 48,
+             widths: Sequence[float] | None = None) -> list[Array]:
+    """Infinite-width CK of layers 1..L, plus the finite-width term when ``widths`` is given (see :func:`exact_kernels`).
 
     Examples
     --------
@@ -379,7 +422,7 @@ def exact_ck(X: Array, activations: Sequence[ActivationSpec], *, tau0: float, no
     >>> bool(np.allclose(K, np.eye(4)))
     True
     """
-    return exact_kernels(X, activations, tau0=tau0, ntk=False, nodes=nodes).ck
+    return exact_kernels(X, activations, tau0=tau0, ntk=False, nodes=nodes, widths=widths).ck
 
 
 def exact_ntk(X: Array, activations: Sequence[ActivationSpec], *, tau0: float, nodes: int = 48) -> list[Array]:
@@ -389,19 +432,42 @@ def exact_ntk(X: Array, activations: Sequence[ActivationSpec], *, tau0: float, n
     return kernels.ntk
 
 
+def spectral_norm(A: Array) -> float:
+    """‖A‖ (largest |eigenvalue|) of a symmetric matrix: dense below 400 rows, Lanczos above.
+
+    Lanczos (``scipy.sparse.linalg.eigsh``) starts from a fixed vector, so the value is reproducible;
+    its relative accuracy is about 1e-10, far below any error this package reports.
+
+    Examples
+    --------
+    >>> spectral_norm(np.diag([1.0, -3.0, 2.0]))
+    3.0
+    """
+    from threadpoolctl import threadpool_limits
+
+    A = _symmetric(np.asarray(A, dtype=float))
+    n = A.shape[0]
+    # One BLAS thread: these sizes gain nothing from more, and oversubscribed threads cost 20x.
+    with threadpool_limits(limits=1):
+        if n < 400:
+            from scipy.linalg import eigvalsh
+
+            return float(np.max(np.abs(eigvalsh(A))))
+        from scipy.sparse.linalg import eigsh
+
+        v0 = np.cos(np.arange(n) * 0.7) + 1.5  # deterministic, not orthogonal to 1 nor to typical vectors
+        return float(np.max(np.abs(eigsh(A, k=1, which="LM", v0=v0, tol=1e-10, return_eigenvectors=False))))
+
+
 def relative_error(A: Array, B: Array) -> float:
     """‖A − B‖ / ‖B‖ in spectral norm, for symmetric A and B.
 
     Examples
     --------
-    >>> relative_error(np.diag([1.0, 2.1]), np.diag([1.0, 2.0]))
-    0.05000000000000004
+    >>> print(f"{relative_error(np.diag([1.0, 2.1]), np.diag([1.0, 2.0])):.6f}")
+    0.050000
     """
-    from scipy.linalg import eigvalsh
-
-    diff = eigvalsh(_symmetric(np.asarray(A, float) - np.asarray(B, float)))
-    ref = eigvalsh(_symmetric(np.asarray(B, float)))
-    return float(np.max(np.abs(diff)) / np.max(np.abs(ref)))
+    return spectral_norm(np.asarray(A, float) - np.asarray(B, float)) / spectral_norm(B)
 
 
 # ------------------------------------------------------------------------------------------------

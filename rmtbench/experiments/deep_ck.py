@@ -1,0 +1,519 @@
+"""Deep random networks: per-layer conjugate kernels and the NTK against their Gu+22 equivalents.
+
+Seed slides "Deep random networks" (eqs. 15-22; Gu+22); formula sheet section 5, pitfalls P11, P12,
+P14, P15. For each cell (activation list, weight law, data set, n, width d/n) and each seed, a deep
+random MLP centred by constants is pushed through on Dask and the Gram of every layer and the
+network's NTK are accumulated (:mod:`rmtbench.deepnet`). The theory, computed once per (data,
+activation list), is the exact infinite-width CK and NTK of every layer (Gaussian recursion), their
+Gu+22 linear equivalents, and the finite-width rank-one term. Three comparisons come out:
+
+* linear equivalent against the exact infinite-width kernel (theory against theory: Gu+22's claim),
+  with the data-driven ε_i = ‖x_i‖² − τ² (``*_equivalent``) and with Gu+22's V = [J/√p, ψ]
+  (``*_equivalent_model``);
+* empirical seed-mean kernels against the exact kernels, raw and with the rank-one term, next to the
+  Monte-Carlo floor estimated from the two halves of the seeds;
+* the projection 1ᵀ(K_emp − K_∞)1/n against the rank-one term's r_ℓ(n − 1), per seed.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from rmtbench.canonical import short_hash
+from rmtbench.experiments.base import Cell, Experiment, RunContext, label_of
+from rmtbench.experiments.common import (
+    ACTIVATION, DATASET, POSITIVE, SEEDS, SIZE, WEIGHTS, cell_data, data_key, list_of, width,
+)
+
+STATISTICS = {"type": "string", "enum": ["spec", "estimated"], "default": "spec",
+              "description": "Where τ_0, t, T, ψ come from: the gmm spec (exact, as Gu+22) or estimates from the data "
+                             "(always for real data). τ_0 also fixes the networks' centring constants."}
+KERNEL_NODES = {"type": "integer", "minimum": 8, "default": 48,
+                "description": "Gauss-Hermite nodes per dimension for kernels without closed form."}
+SAMPLE_BLOCK = {"type": "integer", "minimum": 1, "default": 512,
+                "description": "Samples per forward/backward task (changes only the last bits of a result)."}
+DEFAULT_RATIO_ACTIVATIONS = ["relu", "leaky_relu(a=1.0,b=0.2)", "softplus", "abs", "cos", "tanh", "erf"]
+
+
+def activation_family(spec: Any) -> str:
+    """``"odd"``, ``"even"`` or ``"relu-like"`` (neither), from the activation's parity."""
+    from rmtbench.activations import get_activation
+
+    parity = get_activation(spec).parity
+    return {"odd": "odd", "even": "even"}.get(parity, "relu-like")
+
+
+def _spectral_norms(stack: np.ndarray) -> np.ndarray:
+    from rmtbench.theory.deep import spectral_norm
+
+    return np.array([spectral_norm(k) for k in stack])
+
+
+def kernel_eigenvalues(stack: np.ndarray) -> np.ndarray:
+    """Eigenvalues (ascending) of each matrix of a stack, with one BLAS thread."""
+    from scipy.linalg import eigvalsh
+
+    from rmtbench.parallel import single_blas_thread
+
+    with single_blas_thread():
+        return np.stack([eigvalsh(np.asarray(k, dtype=float)) for k in stack])
+
+
+class DeepConjugateKernel(Experiment):
+    """Per-layer CK and the NTK of deep random MLPs against the Gu+22 recursion."""
+
+    kind = "deep_ck"
+    description = ("Deep random MLPs: per-layer conjugate kernel and NTK (empirical, exact infinite-width, Gu+22 "
+                   "linear equivalent with the finite-width rank-one term).")
+    axes = ("activations", "weights", "dataset", "n", "d_over_n")
+    uses_dask = True
+    grid_schema = {
+        "activations": list_of({"type": "array", "minItems": 1, "items": ACTIVATION,
+                                "description": "Activations phi_1..phi_L of one network (its depth L is the length)."},
+                               "Networks, each a list of activations (one per layer)."),
+        "weights": list_of(WEIGHTS, "Laws of the weight entries (the same law in every layer)."),
+        "dataset": list_of(DATASET, "Data sets."),
+        "n": list_of(SIZE, "Samples n."),
+        "d_over_n": list_of(POSITIVE, "Hidden widths d_l = round(d_over_n * n), the same in every layer."),
+    }
+    options_schema = {
+        "seeds": SEEDS,
+        "kernel_nodes": KERNEL_NODES,
+        "sample_block": SAMPLE_BLOCK,
+        "statistics": STATISTICS,
+        "ratio_activations": list_of(ACTIVATION, "Activations of the alpha-ratio-versus-depth figure (each repeated at "
+                                     "every layer).", default=DEFAULT_RATIO_ACTIVATIONS),
+        "ratio_depth": {"type": "integer", "minimum": 1, "default": 6,
+                        "description": "Largest depth of the alpha-ratio figure."},
+    }
+
+    # -- config -----------------------------------------------------------------------------------
+    def check(self, point: Mapping[str, Any], options: Mapping[str, Any], where: str) -> None:
+        from rmtbench.config import ConfigError
+
+        if int(options.get("seeds", 3)) < 2:
+            raise ConfigError(f"config key '{where}.seeds': deep_ck needs >= 2 seeds (the Monte-Carlo floor uses two halves)")
+
+    def theory_key(self, cell: Cell) -> str:
+        return short_hash({"data": data_key(cell), "activations": label_of(cell["activations"]),
+                           "nodes": cell["kernel_nodes"], "statistics": cell["statistics"],
+                           "ratio": [cell["ratio_activations"], cell["ratio_depth"]], "seed": cell.root_seed})
+
+    # -- empirical ---------------------------------------------------------------------------------
+    def simulate(self, cell: Cell, ctx: RunContext) -> Any:
+        import dask
+        import xarray as xr
+
+        from rmtbench.activations import get_activation
+        from rmtbench.deepnet import DeepRandomNet, seed_kernel_graphs
+        from rmtbench.parallel import compute
+        from rmtbench.store import provenance
+        from rmtbench.theory.deep import data_statistics
+        from rmtbench.weights import weight_law
+
+        data = cell_data(cell, ctx)
+        stats = data_statistics(data, source=cell["statistics"])
+        acts = list(cell["activations"])
+        depth, n, seeds = len(acts), data.X.shape[1], int(cell["seeds"])
+        law = weight_law(cell["weights"])
+        widths = [width(cell)] * depth
+        ntk = all(get_activation(a).derivative is not None for a in acts)
+        base = DeepRandomNet.centred(acts, widths, law, tau0=stats.tau, root_seed=cell.root_seed,
+                                     key=("deep_ck", data_key(cell), law.label, 0))
+        nets = [replace(base, key=("deep_ck", data_key(cell), law.label, seed)) for seed in range(seeds)]
+        even, odd, ones = seed_kernel_graphs(nets, dask.delayed(data.X), n, ntk=ntk, sample_block=int(cell["sample_block"]),
+                                             block_rows=ctx.block_rows)
+        even, odd, *ones = compute(ctx.client, even, odd, *ones)
+        n_even, n_odd = len(range(0, seeds, 2)), len(range(1, seeds, 2))
+        mean = (even + odd) / seeds
+        floor = _spectral_norms((even / n_even - odd / n_odd) / 2.0)
+        eig = kernel_eigenvalues(mean[:depth])  # CK spectra only: the figures do not use the NTK's
+        ones = np.array(ones)
+        nan_matrix = np.full((n, n), np.nan, dtype=np.float32)
+        return xr.Dataset(
+            {
+                "ck": (("layer", "row", "col"), mean[:depth].astype(np.float32),
+                       {"long_name": "seed mean of Sigma_l^T Sigma_l", "description": "empirical CK per layer (float32)"}),
+                "ntk": (("row", "col"), mean[depth].astype(np.float32) if ntk else nan_matrix,
+                        {"long_name": "seed mean of the network's NTK", "description": "closed form for MLPs (float32)"}),
+                "ck_floor_norm": (("layer",), floor[:depth], {"description": "||mean(even seeds) - mean(odd seeds)||/2: Monte-Carlo noise of the seed mean"}),
+                "ntk_floor_norm": ((), floor[depth] if ntk else np.nan),
+                "ck_ones": (("seed", "layer"), ones[:, :depth], {"description": "1^T (Sigma_l^T Sigma_l) 1 / n per draw"}),
+                "ntk_ones": (("seed",), ones[:, depth] if ntk else np.full(seeds, np.nan)),
+                "ck_eigenvalues": (("layer", "eig"), eig, {"long_name": "eigenvalues of the seed-mean empirical CK"}),
+                "width": (("layer",), np.array(widths, dtype=float), {"long_name": "hidden width d_l"}),
+            },
+            coords={"layer": np.arange(1, depth + 1), "seed": np.arange(seeds), "eig": np.arange(n)},
+            attrs=provenance(cell=cell.to_json(), data=data.meta, tau0=stats.tau, shifts=list(nets[0].shifts)),
+        )
+
+    # -- theory ------------------------------------------------------------------------------------
+    def theory(self, cells: list[Cell], ctx: RunContext) -> Any:
+        import xarray as xr
+
+        from rmtbench.store import provenance
+        from rmtbench.theory.deep import (
+            ck_equivalent, data_statistics, exact_kernels, finite_width_correction, layer_coefficients, ntk_equivalent,
+            relative_error,
+        )
+
+        first = cells[0]
+        data = cell_data(first, ctx)
+        stats = data_statistics(data, source=first["statistics"])
+        acts = list(first["activations"])
+        depth, n = len(acts), data.X.shape[1]
+        coefs = layer_coefficients(acts, tau0=stats.tau)
+        ntk_defined = all(np.isfinite(c.d1_sq) for c in coefs)
+        kernels = exact_kernels(data.X, acts, tau0=stats.tau, ntk=ntk_defined, nodes=int(first["kernel_nodes"]),
+                                coefficients=coefs)
+        X = data.X
+        ck_eq = {e: [ck_equivalent(X, stats, coefs, layer, epsilon=e) for layer in range(depth)] for e in ("data", "model")}
+        errors = {f"ck_equivalent_error{s}": [relative_error(ck_eq[e][l], kernels.ck[l]) for l in range(depth)]
+                  for e, s in (("data", ""), ("model", "_model"))}
+        nan_layers = np.full(depth, np.nan)
+        ntk_exact = np.full((depth, n, n), np.nan, dtype=np.float32)
+        for e, s in (("data", ""), ("model", "_model")):
+            errors[f"ntk_equivalent_error{s}"] = nan_layers.copy()
+        if kernels.ntk is not None:
+            ntk_exact = np.stack(kernels.ntk).astype(np.float32)
+            for e, s in (("data", ""), ("model", "_model")):
+                eq = [ntk_equivalent(X, stats, coefs, layer, epsilon=e) for layer in range(depth)]
+                errors[f"ntk_equivalent_error{s}"] = np.array([relative_error(eq[l], kernels.ntk[l]) for l in range(depth)])
+        ratios = sorted({float(c["d_over_n"]) for c in cells})
+        rank_one = np.array([finite_width_correction(coefs, [max(1, int(round(r * n)))] * depth) for r in ratios])
+        ratio_acts = [str(a) for a in first["ratio_activations"]]
+        ratio_depth = int(first["ratio_depth"])
+        ratio_alpha = np.array([[c.alpha for c in layer_coefficients([a] * ratio_depth, tau0=stats.tau)] for a in ratio_acts])
+        variables = {
+            "ck_exact": (("layer", "row", "col"), np.stack(kernels.ck).astype(np.float32),
+                         {"long_name": "infinite-width CK per layer", "source": "Gaussian recursion; formula sheet sec. 5"}),
+            "ntk_exact": (("layer", "row", "col"), ntk_exact,
+                          {"long_name": "infinite-width NTK per layer", "source": "seed eq. 22 (JGH18)"}),
+            "ck_exact_eigenvalues": (("layer", "eig"), kernel_eigenvalues(np.stack(kernels.ck))),
+            "ck_equivalent_eigenvalues": (("layer", "eig"), kernel_eigenvalues(np.stack(ck_eq["data"])),
+                                          {"long_name": "eigenvalues of the Gu+22 CK equivalent (data epsilon)"}),
+            **{k: (("layer",), np.asarray(v, dtype=float), {"long_name": f"||K_equivalent - K_exact|| / ||K_exact|| ({k})"})
+               for k, v in errors.items()},
+            "tau": (("layer",), np.array([c.tau for c in coefs]), {"long_name": "tau_l"}),
+            "shift": (("layer",), np.array([c.shift for c in coefs]), {"long_name": "centring constant E phi_l(tau_{l-1} xi)"}),
+            "alpha": (("layer", "alpha_k"), np.array([c.alpha for c in coefs]), {"long_name": "alpha_{l,k}, k = 1..4"}),
+            "beta": (("layer", "beta_k"), np.array([c.beta for c in coefs]), {"long_name": "beta_{l,k}, k = 1..3"}),
+            "kappa2": (("layer",), np.array([c.kappa2 for c in coefs]), {"long_name": "kappa_l^2 (NTK diagonal)"}),
+            "rank_one": (("d_over_n", "layer"), rank_one, {"long_name": "finite-width term r_l: r_l (11^T - I)", "source": "pitfall P12"}),
+            "ratio_alpha": (("ratio_activation", "depth", "alpha_k"), ratio_alpha,
+                            {"long_name": "alpha_{l,k} of a network repeating one activation"}),
+            "tau0": ((), stats.tau, {"long_name": "tau_0"}),
+        }
+        return xr.Dataset(
+            variables,
+            coords={"layer": np.arange(1, depth + 1), "eig": np.arange(n), "d_over_n": ratios, "alpha_k": [1, 2, 3, 4],
+                    "beta_k": [1, 2, 3], "ratio_activation": ratio_acts, "depth": np.arange(1, ratio_depth + 1)},
+            attrs=provenance(cells=[c.id for c in cells], data=data.meta, activations=acts),
+        )
+
+    # -- combination: matrix-level comparisons, then only small arrays are kept --------------------
+    def combine(self, cells: list[Cell], simulated: list[Any], theories: Mapping[str, Any]) -> Any:
+        from rmtbench.gather import stack_cells, theory_for_cell
+
+        summaries = []
+        for cell, sim in zip(cells, simulated):
+            theory = theories.get(self.theory_key(cell))
+            theory = None if theory is None else theory_for_cell(cell, theory)
+            summaries.append(cell_summary(sim, theory))
+        labelled = [replace(c, point={**c.point, "activations": label_of(c.point["activations"])}) for c in cells]
+        return stack_cells(self, labelled, summaries, {})
+
+    # -- comparison and figures --------------------------------------------------------------------
+    def compare(self, gathered: Any) -> Any:
+        return error_table(gathered, list(self.axes), QUANTITIES, ones=("ck_ones_excess", "ck_ones_predicted"))
+
+    def plot(self, gathered: Any, outdir: Path) -> list[Path]:
+        return spectra_figures(gathered, outdir) + error_figures(gathered, outdir) + ratio_figures(gathered, outdir)
+
+
+#: (quantity, error variable, Monte-Carlo floor variable or None) of the error table.
+QUANTITIES = [
+    ("ck_equivalent", "ck_equivalent_error", None),
+    ("ck_equivalent_model", "ck_equivalent_error_model", None),
+    ("ntk_equivalent", "ntk_equivalent_error", None),
+    ("ntk_equivalent_model", "ntk_equivalent_error_model", None),
+    ("ck_empirical", "ck_error_empirical", "ck_mc_floor"),
+    ("ck_empirical_corrected", "ck_error_empirical_corrected", "ck_mc_floor"),
+    ("ntk_empirical", "ntk_error_empirical", "ntk_mc_floor"),
+]
+
+_KEEP_THEORY = ("ck_exact_eigenvalues", "ck_equivalent_eigenvalues", "ck_equivalent_error", "ck_equivalent_error_model", "ntk_equivalent_error", "ntk_equivalent_error_model",
+                "tau", "shift", "alpha", "beta", "kappa2", "rank_one", "ratio_alpha", "tau0")
+_KEEP_SIM = ("ck_eigenvalues", "width", "ck_ones")
+
+
+def cell_summary(sim: Any, theory: Any) -> Any:
+    """Errors of one cell's empirical kernels against the exact ones, plus the small arrays to keep.
+
+    ``ck_error_empirical``: ||K_emp − K_∞|| / ||K_∞|| per layer; ``ck_error_empirical_corrected``: the
+    same with K_∞ + r_ℓ(11ᵀ − I); ``ck_mc_floor``: the seed halves' noise over ||K_∞||; the NTK the same
+    at the last layer (no finite-width correction); ``ck_ones_excess``: 1ᵀ(K_emp,seed − K_∞)1/n per seed,
+    against ``ck_ones_predicted`` = r_ℓ (n − 1).
+    """
+    import xarray as xr
+
+    from rmtbench.theory.deep import rank_one_term, relative_error, spectral_norm
+
+    if sim is None and theory is None:
+        return None
+    parts = []
+    if theory is not None:
+        parts.append(theory[[v for v in _KEEP_THEORY if v in theory]].drop_vars("d_over_n", errors="ignore"))
+    if sim is not None:
+        parts.append(sim[[v for v in _KEEP_SIM if v in sim]])
+    summary = xr.merge(parts, join="outer", compat="no_conflicts")
+    if sim is None or theory is None:
+        return summary
+    layers = sim["layer"].values
+    n = sim.sizes["row"]
+    raw, corrected, floor, ones_excess, ones_pred = [], [], [], [], []
+    for i, layer in enumerate(layers):
+        exact = np.asarray(theory["ck_exact"].sel(layer=layer).values, dtype=float)
+        emp = np.asarray(sim["ck"].sel(layer=layer).values, dtype=float)
+        r = float(theory["rank_one"].sel(layer=layer))
+        norm = spectral_norm(exact)
+        raw.append(relative_error(emp, exact))
+        corrected.append(relative_error(emp, exact + rank_one_term(r, n)))
+        floor.append(float(sim["ck_floor_norm"].sel(layer=layer)) / norm)
+        ones_excess.append(sim["ck_ones"].sel(layer=layer).values - exact.sum() / n)
+        ones_pred.append(r * (n - 1))
+    last = layers[-1]
+    ntk_exact = np.asarray(theory["ntk_exact"].sel(layer=last).values, dtype=float)
+    ntk_emp = np.asarray(sim["ntk"].values, dtype=float)
+    ntk_error = ntk_floor = np.nan
+    if np.isfinite(ntk_exact).all() and np.isfinite(ntk_emp).all():
+        ntk_error = relative_error(ntk_emp, ntk_exact)
+        ntk_floor = float(sim["ntk_floor_norm"]) / spectral_norm(ntk_exact)
+    return summary.assign(
+        ck_error_empirical=(("layer",), np.array(raw)),
+        ck_error_empirical_corrected=(("layer",), np.array(corrected)),
+        ck_mc_floor=(("layer",), np.array(floor)),
+        ck_ones_excess=(("seed", "layer"), np.array(ones_excess).T),
+        ck_ones_predicted=(("layer",), np.array(ones_pred)),
+        ntk_error_empirical=((), ntk_error),
+        ntk_mc_floor=((), ntk_floor),
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Tables and figures shared with the deq kind.
+
+
+def error_table(gathered: Any, axes: list[str], quantities: list[tuple[str, str, str | None]], *,
+                ones: tuple[str, str] | None = None) -> Any:
+    """Tidy table: one row per (quantity, cell, layer) with the relative error, its Monte-Carlo floor and
+    the rate of the error in n fitted over the sizes of its group (``rate`` ± ``rate_stderr``)."""
+    import pandas as pd
+
+    from rmtbench.compare import convergence_rate
+
+    frames = []
+    for quantity, var, floor in quantities:
+        if var not in gathered:
+            continue
+        frame = gathered[var].drop_attrs().rename("rel_error").to_dataframe().reset_index()
+        if floor is not None and floor in gathered:
+            frame["mc_floor"] = gathered[floor].drop_attrs().rename("mc_floor").broadcast_like(gathered[var]).to_dataframe().reset_index()["mc_floor"]
+        frame.insert(0, "quantity", quantity)
+        frames.append(frame.dropna(subset=["rel_error"]))
+    if ones is not None and ones[0] in gathered:
+        excess = gathered[ones[0]]
+        count = excess.count("seed")
+        mean = excess.mean("seed")
+        sem = excess.std("seed", ddof=1) / np.sqrt(count)
+        frame = xr_frame({"mean": mean, "sem": sem, "theory": gathered[ones[1]]})
+        frame = frame.dropna(subset=["mean"])
+        frame["z_score"] = (frame["mean"] - frame["theory"]) / frame["sem"]
+        frame.insert(0, "quantity", "ck_ones_excess")
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame()
+    table = pd.concat(frames, ignore_index=True)
+    keys = [c for c in ["quantity", *axes, "layer"] if c in table.columns and c != "n"]
+    rates = []
+    for _, group in table.groupby(keys, dropna=False, sort=False):
+        usable = group[np.isfinite(group.get("rel_error", pd.Series(np.nan, index=group.index)).astype(float))]
+        usable = usable[usable["rel_error"] > 0] if "rel_error" in usable else usable
+        rate, err = convergence_rate(usable["n"], usable["rel_error"]) if usable["n"].nunique() >= 2 else (np.nan, np.nan)
+        rates.append(pd.DataFrame({"rate": rate, "rate_stderr": err}, index=group.index))
+    return table.join(pd.concat(rates))
+
+
+def xr_frame(arrays: Mapping[str, Any]) -> Any:
+    """Merge named DataArrays (broadcast against each other) into one flat DataFrame."""
+    import xarray as xr
+
+    merged = xr.Dataset({k: v.drop_attrs() for k, v in arrays.items()})
+    return merged.to_dataframe().reset_index()
+
+
+def rate_label(sizes: np.ndarray, errors: np.ndarray) -> str:
+    """Legend suffix " (n^slope)" from a power-law fit of errors against sizes (empty below two points)."""
+    from rmtbench.compare import convergence_rate
+
+    ok = np.isfinite(errors) & (errors > 0)
+    if ok.sum() < 2:
+        return ""
+    rate, _ = convergence_rate(sizes[ok], errors[ok])
+    return f" (n^{rate:.2f})"
+
+
+def spectra_figures(ds: Any, outdir: Path) -> list[Path]:
+    """Eigenvalue histograms of the empirical CK per layer against the equivalent and the exact CK."""
+    from rmtbench.plots import COLORS, iterate_panels, legend_below, pyplot, save_figure
+
+    plt = pyplot()
+    paths = []
+    if "ck_eigenvalues" not in ds:
+        return paths
+    for key, sub in iterate_panels(ds, ["activations", "weights", "dataset"]):
+        sub = sub.sel(n=sub["n"].values.max(), d_over_n=sub["d_over_n"].values.max())
+        emp = sub["ck_eigenvalues"].dropna("layer", how="all")
+        if emp.sizes.get("layer", 0) == 0 or not np.isfinite(emp.values).any():
+            continue
+        layers = emp["layer"].values
+        fig, axes = plt.subplots(1, len(layers), figsize=(3.0 * len(layers), 2.8), squeeze=False)
+        n, ratio = int(sub["n"]), float(sub["d_over_n"])
+        for ax, layer in zip(axes[0], layers):
+            values = {name: sub[var].sel(layer=layer).values for name, var in
+                      (("empirical", "ck_eigenvalues"), ("equivalent", "ck_equivalent_eigenvalues"), ("exact", "ck_exact_eigenvalues"))
+                      if var in sub}
+            values = {k: v[np.isfinite(v)] for k, v in values.items()}
+            ref = values.get("exact", values["empirical"])
+            top = np.quantile(ref, 0.99) * 1.15 if ref.size else 1.0
+            bins = np.linspace(min(0.0, float(np.min(ref))), top, 40)
+            outliers = int(np.sum(ref > top))
+            ax.hist(np.clip(values["empirical"], bins[0], bins[-1]), bins=bins, density=True, color=COLORS[0], alpha=0.45,
+                    label="empirical (seed mean)")
+            if "equivalent" in values:
+                ax.hist(np.clip(values["equivalent"], bins[0], bins[-1]), bins=bins, density=True, histtype="step",
+                        color="k", lw=1.2, label="Gu+22 equivalent")
+            if "exact" in values:
+                ax.hist(np.clip(values["exact"], bins[0], bins[-1]), bins=bins, density=True, histtype="step",
+                        color=COLORS[1], lw=1.0, ls="--", label="exact, infinite width")
+            ax.set_title(f"layer {layer}" + (f"\n({outliers} eigenvalue(s) > {top:.2g} clipped)" if outliers else ""))
+            ax.set_xlabel("eigenvalue")
+        axes[0][0].set_ylabel("density")
+        legend_below(fig, axes[0][-1], ncol=3)
+        fig.suptitle(f"{key['activations']} · W {key['weights']} · {key['dataset']} · n={n}, d/n={ratio:g}", y=1.04)
+        name = f"deep_ck_spectra-{key['activations']}-{key['weights']}-{key['dataset']}-n{n}"
+        seeds = int(sub["ck_ones"].count("seed").max()) if "ck_ones" in sub else 0
+        caption = (
+            f"Eigenvalues of the per-layer conjugate kernel of a deep random MLP ({key['activations']}, centred by constants, "
+            f"1/sqrt(d_l) scaling; seed eq. 15) on {key['dataset']}, n={n}, widths d_l={ratio:g}n, weights {key['weights']}. "
+            f"Filled: seed mean of Sigma_l^T Sigma_l over {seeds} draws; black: Gu+22 linear equivalent "
+            "alpha_{l,1} X^TX + V A_l V^T + (tau_l^2 - tau_0^2 alpha_{l,1}) I (seed eq. 21, corrected form, data epsilon; "
+            "formula sheet sec. 5); red dashed: exact infinite-width CK by the Gaussian recursion. Eigenvalues beyond the "
+            "99th percentile of the exact spectrum are clipped into the last bin."
+        )
+        paths.append(save_figure(fig, outdir, name, caption))
+    return paths
+
+
+def error_figures(ds: Any, outdir: Path) -> list[Path]:
+    """Relative errors against n: CK and NTK equivalents (last layer), and the empirical CK against the floor."""
+    from rmtbench.plots import COLORS, iterate_panels, log_axis, pyplot, save_figure
+
+    plt = pyplot()
+    paths = []
+    for key, sub in iterate_panels(ds, ["weights", "dataset"]):
+        fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.3))
+        ns = sub["n"].values.astype(float)
+        for i, acts in enumerate(sub["activations"].values):
+            color = COLORS[i % len(COLORS)]
+            cell = sub.sel(activations=acts).isel(d_over_n=-1)
+            layer = cell["ck_equivalent_error"].dropna("layer", how="all")["layer"].values
+            if layer.size == 0:
+                continue
+            last = layer[-1]
+            for ax, var in ((axes[0], "ck_equivalent_error"), (axes[1], "ntk_equivalent_error")):
+                for suffix, style in (("", "o-"), ("_model", "s--")):
+                    y = cell[var + suffix].sel(layer=last).values.astype(float)
+                    if np.isfinite(y).any():
+                        label = f"{acts}{' (V = [J/sqrt p, psi])' if suffix else ''}{rate_label(ns, y)}"
+                        ax.plot(ns, y, style, color=color, ms=3.5, alpha=1.0 if not suffix else 0.6, label=label)
+            for j, ratio in enumerate(sub["d_over_n"].values):
+                c2 = sub.sel(activations=acts, d_over_n=ratio)
+                y = c2["ck_error_empirical_corrected"].sel(layer=last).values.astype(float)
+                f = c2["ck_mc_floor"].sel(layer=last).values.astype(float)
+                if np.isfinite(y).any():
+                    axes[2].plot(ns, y, "o-", color=color, ms=3.5, alpha=1.0 - 0.4 * j / max(1, sub.sizes["d_over_n"]),
+                                 label=f"{acts}, d/n={ratio:g}{rate_label(ns, y)}")
+                    axes[2].plot(ns, f, ":", color=color, alpha=0.8)
+        titles = ("CK: equivalent vs exact (last layer)", "NTK: equivalent vs exact (last layer)",
+                  "CK: empirical vs exact + rank-one (dotted: MC floor)")
+        for ax, title in zip(axes, titles):
+            log_axis(ax, "x")
+            ax.set_yscale("log")
+            ax.set_xlabel("n")
+            ax.set_title(title)
+            ax.legend(fontsize=6)
+        axes[0].set_ylabel("relative spectral-norm error")
+        fig.suptitle(f"W {key['weights']} · {key['dataset']}")
+        fig.tight_layout()
+        name = f"deep_ck_errors-{key['weights']}-{key['dataset']}"
+        caption = (
+            f"Relative spectral-norm errors against n for deep random MLPs on {key['dataset']} (weights {key['weights']}), "
+            "last layer of each network. Left: Gu+22 CK linear equivalent (seed eq. 21 corrected; formula sheet sec. 5) "
+            "against the exact infinite-width CK (Gaussian recursion); solid with the data epsilon_i = ||x_i||^2 - tau^2, "
+            "dashed with V = [J/sqrt(p), psi]. Middle: the NTK equivalent (beta recursion) against the exact NTK "
+            "(seed eq. 22). Right: the seed-mean empirical CK against the exact CK plus the finite-width rank-one term "
+            "r_l(11^T - I) (pitfall P12) at each width, with the Monte-Carlo floor (two halves of the seeds) dotted. "
+            "Legends give the fitted rates n^slope."
+        )
+        paths.append(save_figure(fig, outdir, name, caption))
+    return paths
+
+
+def ratio_figures(ds: Any, outdir: Path) -> list[Path]:
+    """alpha_{l,2}/alpha_{l,1}, alpha_{l,3}/alpha_{l,1} and the linear share against depth."""
+    from rmtbench.plots import COLORS, legend_below, pyplot, save_figure
+
+    if "ratio_alpha" not in ds:
+        return []
+    plt = pyplot()
+    ratio = ds["ratio_alpha"]
+    ratio = ratio.isel({d: 0 for d in ratio.dims if d not in ("ratio_activation", "depth", "alpha_k")})
+    tau0 = ds["tau0"]
+    tau0 = float(tau0.isel({d: 0 for d in tau0.dims}).values) if tau0.ndim else float(tau0)
+    depth = ratio["depth"].values
+    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.3))
+    styles = {"relu-like": "-", "even": ":", "odd": "--"}
+    for i, act in enumerate(ratio["ratio_activation"].values):
+        a = ratio.sel(ratio_activation=act).values  # (depth, 4)
+        family = activation_family(str(act))
+        color, style = COLORS[i % len(COLORS)], styles[family]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r2, r3 = a[:, 1] / a[:, 0], a[:, 2] / a[:, 0]
+            share = a[:, 0] / (a[:, 0] + a[:, 1] + a[:, 2])
+        finite = np.abs(a[:, 0]) > 1e-14
+        label = f"{act} ({family})"
+        axes[0].plot(depth[finite], r2[finite], style, marker="o", ms=3, color=color, label=label)
+        axes[1].plot(depth[finite], r3[finite], style, marker="o", ms=3, color=color)
+        axes[2].plot(depth, share, style, marker="o", ms=3, color=color)
+    axes[0].set_title(r"$\alpha_{\ell,2}/\alpha_{\ell,1}$")
+    axes[1].set_title(r"$\alpha_{\ell,3}/\alpha_{\ell,1}$")
+    axes[2].set_title(r"linear share $\alpha_{\ell,1}/(\alpha_{\ell,1}+\alpha_{\ell,2}+\alpha_{\ell,3})$")
+    for ax in axes[:2]:
+        ax.set_yscale("symlog", linthresh=1e-3)
+    for ax in axes:
+        ax.set_xlabel(r"depth $\ell$")
+    fig.suptitle(rf"Deeper nets are stronger nonlinear feature extractors ($\tau_0$ = {tau0:.3f})", y=1.02)
+    legend_below(fig, axes[0], ncol=4)
+    caption = (
+        "Gu+22 coefficients of networks repeating one activation at every layer, against depth l (formula sheet "
+        f"sec. 5, corrected; tau_0 = {tau0:.3f} from the data). Left and middle: alpha_{{l,2}}/alpha_{{l,1}} and "
+        "alpha_{l,3}/alpha_{l,1}, non-decreasing in depth (seed eq. 21 remark with the index corrected, pitfall P14); "
+        "they are constant (zero) for odd activations and undefined for even ones (alpha_{l,1} = 0, not 1 as the slide "
+        "says), which are therefore absent there. Right: the share of the linear term, 0 for even activations, 1 for "
+        "odd ones (an all-odd network is linear kernel plus identity) and decreasing for relu-like ones."
+    )
+    return [save_figure(fig, outdir, "deep_ck_alpha_ratios", caption)]

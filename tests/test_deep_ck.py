@@ -1,0 +1,112 @@
+"""The deep_ck experiment kind: through its Python API and the CLI, and the issue's acceptance at n = 1024.
+
+Acceptance (issue 5; formula sheet rows e): at n = 1024, p = n/2, two-class gmm, the Gu+22 linear
+equivalent against the exact infinite-width kernel has relative spectral error at most 0.05 for
+relu-relu and 0.06 for three relu layers (CK), 0.08 for relu-relu (NTK), each smaller than at n = 256.
+"""
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from rmtbench.config import load_sweep
+from rmtbench.experiments.base import RunContext
+
+GMM = {"kind": "gmm", "p_over_n": 0.5, "mean_scale": 2.5, "cov_shift": [0, 4]}
+
+
+def _config(*, activations, n, d_over_n=(1.0,), seeds=2, weights=("gaussian",), **options):
+    return {
+        "sweep": "unit", "seed": 11, "results": "results", "dask": {"mode": "synchronous"},
+        "datasets": {"g": GMM},
+        "experiments": [{"name": "deep", "kind": "deep_ck", "seeds": seeds, "ratio_depth": 4,
+                         "ratio_activations": ["relu", "abs", "tanh"], **options,
+                         "grid": {"activations": activations, "weights": list(weights), "dataset": ["g"],
+                                  "n": list(n), "d_over_n": list(d_over_n)}}],
+    }
+
+
+def _run(config, tmp_path, *, simulate=True):
+    plan = load_sweep(config).experiments["deep"]
+    ctx = RunContext(data_dir=tmp_path)
+    sims = [plan.kind.simulate(c, ctx) if simulate else None for c in plan.cells]
+    theories = {k: plan.kind.theory(cells, ctx) for k, cells in plan.theory_groups().items()}
+    return plan, plan.kind.combine(plan.cells, sims, theories)
+
+
+def test_activation_lists_are_an_axis_and_one_theory_serves_all_widths_and_laws():
+    config = _config(activations=[["relu", "relu"], ["tanh", {"family": "leaky_relu", "a": 1, "b": 0.1}, "abs"]],
+                     n=[32], d_over_n=[1.0, 2.0], weights=["gaussian", "rademacher"])
+    plan = load_sweep(config).experiments["deep"]
+    assert len(plan.cells) == 8
+    assert plan.cells[-1]["activations"] == ["tanh", "leaky_relu(a=1.0,b=0.1)", "abs"]
+    assert len(plan.theory_groups()) == 2
+
+
+def test_small_sweep_end_to_end(tmp_path):
+    config = _config(activations=[["relu", "relu"], ["relu", "erf", "abs"]], n=[32, 64], d_over_n=[1.0, 2.0])
+    plan, gathered = _run(config, tmp_path)
+    assert set(gathered["activations"].values) == {"relu+relu", "relu+erf+abs"}
+    assert gathered.sizes["layer"] == 3 and gathered.sizes["eig"] == 64
+    # layer 3 of the two-layer net is absent (NaN), never zero
+    assert np.isnan(gathered["ck_equivalent_error"].sel(activations="relu+relu", layer=3)).all()
+    # theory quantities do not depend on the width; the rank-one term does (∝ 1/d) and vanishes at layer 1
+    eq = gathered["ck_equivalent_error"].sel(activations="relu+relu", layer=2, weights="gaussian", dataset="g")
+    assert np.allclose(eq.sel(d_over_n=1.0), eq.sel(d_over_n=2.0))
+    r = gathered["rank_one"].sel(activations="relu+relu", weights="gaussian", dataset="g", n=64)
+    assert float(r.sel(layer=1, d_over_n=1.0)) == 0.0
+    assert float(r.sel(layer=2, d_over_n=1.0)) == pytest.approx(2 * float(r.sel(layer=2, d_over_n=2.0)), rel=1e-12)
+    table = plan.kind.compare(gathered)
+    quantities = set(table["quantity"])
+    assert {"ck_equivalent", "ck_equivalent_model", "ntk_equivalent", "ck_empirical", "ck_empirical_corrected",
+            "ntk_empirical", "ck_ones_excess"} <= quantities
+    assert table.loc[table.quantity == "ck_empirical", "mc_floor"].notna().all()
+    assert table.loc[table.quantity == "ck_equivalent", "rate"].notna().all()  # two sizes: a fitted rate
+    paths = plan.kind.plot(gathered, tmp_path / "figures")
+    names = sorted(p.name for p in paths)
+    assert "deep_ck_alpha_ratios.png" in names and any(n.startswith("deep_ck_spectra-") for n in names)
+    assert any(n.startswith("deep_ck_errors-") for n in names)
+    captions = json.loads((tmp_path / "figures" / "captions.json").read_text())
+    assert all(len(captions[p.name]) > 100 for p in paths)
+
+
+def test_cli_round_trip(tmp_path, monkeypatch):
+    """Every verb of ``python -m rmtbench`` on a tiny sweep, in-process (one import instead of six)."""
+    from rmtbench.cli import main
+
+    config = _config(activations=[["relu", "relu"]], n=[40], seeds=2)
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.chdir(tmp_path)
+    sweep = load_sweep(config, project_dir=tmp_path)
+    plan = sweep.experiments["deep"]
+    common = ["--sweep", "sweep.yaml", "--experiment", "deep"]
+    for cell in plan.cells:
+        assert main(["simulate", *common, "--cell", cell.id, "--out", str(sweep.cell_store("deep", cell.id))]) == 0
+    for key in plan.theory_groups():
+        assert main(["theory", *common, "--key", key, "--out", str(sweep.theory_store("deep", key))]) == 0
+    assert main(["gather", *common, "--out", "results/unit/deep.zarr"]) == 0
+    assert main(["compare", *common, "--store", "results/unit/deep.zarr", "--out", "results/unit/tables/deep.csv"]) == 0
+    assert main(["plot", *common, "--store", "results/unit/deep.zarr", "--out", "results/unit/figures"]) == 0
+    table = (tmp_path / "results/unit/tables/deep.csv").read_text()
+    assert "ck_equivalent" in table and "ck_ones_excess" in table
+    assert len(list((tmp_path / "results/unit/figures").glob("*.png"))) == 3
+
+
+@pytest.mark.slow
+def test_acceptance_linear_equivalent_at_n1024(tmp_path):
+    """Theory step of the kind at n = 256 and 1024 (no simulation): the issue's thresholds, falling with n."""
+    config = _config(activations=[["relu", "relu"], ["relu", "relu", "relu"]], n=[256, 1024])
+    _, gathered = _run(config, tmp_path, simulate=False)
+    cell = gathered.sel(weights="gaussian", dataset="g", d_over_n=1.0)
+    rows = {}
+    for acts, layer in (("relu+relu", 2), ("relu+relu+relu", 3)):
+        for var in ("ck_equivalent_error", "ck_equivalent_error_model", "ntk_equivalent_error", "ntk_equivalent_error_model"):
+            values = cell[var].sel(activations=acts, layer=layer).values
+            rows[(acts, var)] = values
+            print(f"{acts:15s} {var:28s} n=256: {values[0]:.4f}  n=1024: {values[1]:.4f}")
+    assert rows[("relu+relu", "ck_equivalent_error")][1] <= 0.05
+    assert rows[("relu+relu+relu", "ck_equivalent_error")][1] <= 0.06
+    assert rows[("relu+relu", "ntk_equivalent_error")][1] <= 0.08
+    for values in rows.values():
+        assert values[1] < values[0]
