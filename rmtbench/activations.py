@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import special
 
 from rmtbench.quadrature import gaussian_expectation, gaussian_expectations, gaussian_rule, hermite_table
 
@@ -236,6 +235,18 @@ def _jump_derivative_kernel(points: tuple[float, ...], jumps: tuple[float, ...])
 # Pointwise functions.
 
 
+def _erf(t: Array) -> Array:
+    from scipy.special import erf  # imported on first use: keeps config loading (snakemake -n) light
+
+    return erf(t)
+
+
+def _expit(t: Array) -> Array:
+    from scipy.special import expit
+
+    return expit(t)
+
+
 def _relu(t: Array) -> Array:
     return np.maximum(t, 0.0)
 
@@ -254,7 +265,7 @@ def _tanh_prime(t: Array) -> Array:
 
 
 def _sigmoid_prime(t: Array) -> Array:
-    s = special.expit(t)
+    s = _expit(t)
     return s * (1.0 - s)
 
 
@@ -281,10 +292,10 @@ ACTIVATIONS: dict[str, Activation] = {
                    "max(t, 0)", ((-_INF, 0.0, 0.0, 0.0), (0.0, _INF, 0.0, 1.0))),
         Activation("abs", np.abs, np.sign, (0.0,), _pairwise(_k_abs), _pairwise(_k_sign), "even",
                    "|t|", ((-_INF, 0.0, 0.0, -1.0), (0.0, _INF, 0.0, 1.0))),
-        Activation("erf", special.erf, _erf_prime, (), _pairwise(_k_erf), _pairwise(_k_erf_prime), "odd",
+        Activation("erf", _erf, _erf_prime, (), _pairwise(_k_erf), _pairwise(_k_erf_prime), "odd",
                    "error function erf(t)"),
         Activation("tanh", np.tanh, _tanh_prime, (), None, None, "odd", "tanh(t) (no closed-form kernel)"),
-        Activation("sigmoid", special.expit, _sigmoid_prime, (), None, None, "none",
+        Activation("sigmoid", _expit, _sigmoid_prime, (), None, None, "none",
                    "logistic 1/(1+e^{-t}) (no closed-form kernel)"),
         Activation("sign", np.sign, None, (0.0,), _pairwise(_k_sign), _jump_derivative_kernel((0.0,), (2.0,)),
                    "odd", "sign(t)", ((-_INF, 0.0, -1.0, 0.0), (0.0, _INF, 1.0, 0.0))),
@@ -296,7 +307,7 @@ ACTIVATIONS: dict[str, Activation] = {
                    _pairwise(_k_quadratic_prime), "even", "t²"),
         Activation("gauss", _gauss, _gauss_prime, (), _pairwise(_k_gauss), _pairwise(_k_gauss_prime), "even",
                    "Gaussian bump exp(−t²/2)"),
-        Activation("softplus", _softplus, special.expit, (), None, None, "none",
+        Activation("softplus", _softplus, _expit, (), None, None, "none",
                    "log(1 + e^t) (no closed-form kernel)"),
     ]
 }

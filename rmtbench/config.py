@@ -8,6 +8,8 @@ Every rejection is a :class:`ConfigError` whose message names the offending key 
 from __future__ import annotations
 
 import copy
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -201,6 +203,7 @@ def validate(raw: Mapping[str, Any]) -> dict[str, Any]:
 
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config must be a mapping of keys to values, got {type(raw).__name__}")
+    raw = coerce_scientific(copy.deepcopy(dict(raw)))
     schema = config_schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(raw), key=lambda e: (list(map(str, e.absolute_path)), e.message))
@@ -218,17 +221,42 @@ def validate(raw: Mapping[str, Any]) -> dict[str, Any]:
     return config
 
 
+_SCIENTIFIC = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML loader that reads ``1e-5`` as a float, as YAML 1.2 does (PyYAML's 1.1 reads a string)."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _SCIENTIFIC, list("-+0123456789."))
+
+
+def coerce_scientific(value: Any) -> Any:
+    """Turn strings such as ``'1e-5'`` into floats, recursively.
+
+    Snakemake parses config files with YAML 1.1 rules, where a number without a dot before its
+    exponent stays a string; users mean a number.
+    """
+    if isinstance(value, str) and _SCIENTIFIC.match(value):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: coerce_scientific(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [coerce_scientific(v) for v in value]
+    return value
+
+
 def read_config(path: str | Path) -> dict[str, Any]:
-    """Parse a YAML config file safely (no tags, no code)."""
+    """Parse a YAML (or JSON) config file safely: no tags, no code, ``1e-5`` read as a number."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        data = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_Loader)  # noqa: S506 (safe loader)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must contain a mapping at top level")
     return data

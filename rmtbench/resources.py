@@ -1,7 +1,14 @@
 """Job resources (threads, memory, runtime) estimated from a cell's sizes, for Snakemake and SLURM.
 
 Estimates are deliberately generous, and grow with the retry attempt so that a job killed for memory
-or time is resubmitted with more.
+or time is resubmitted with more. Cells whose first attempt is estimated to be small join the
+Snakemake group :data:`BATCH_GROUP`; on a cluster the profile batches such jobs (``group-components``)
+so that a sweep of thousands of tiny cells becomes tens of SLURM jobs, not thousands. Locally groups
+are ignored.
+
+The rules look cells up through :func:`rule_resources` and :func:`rule_group`, which index the sweep
+once: Snakemake evaluates resources for every job, and a linear search per job makes a dry run of a
+paper-scale sweep quadratic (minutes instead of seconds).
 """
 from __future__ import annotations
 
@@ -11,6 +18,19 @@ from typing import Any
 BYTES = 8
 FLOPS_PER_SECOND = 2e9
 """A conservative single-core float64 rate for runtime estimates (a 2-core laptop reaches ~20 GFLOP/s)."""
+OVERHEAD_MB = 600
+"""Python, NumPy, Dask and a worker process before any array is allocated."""
+MIN_RUNTIME = 10
+"""Minutes: the floor of a job's time limit (start-up, imports, writing the store)."""
+
+BATCH_GROUP = "batch"
+"""Snakemake group of small jobs; ``group-components: batch=K`` in a profile puts K of them in one job."""
+BATCH_MAX_SECONDS = 600.0
+"""A job joins :data:`BATCH_GROUP` when its estimated compute (one attempt) is below this ..."""
+BATCH_MAX_MB = 3000
+"""... its memory below this (MB) ..."""
+BATCH_MAX_THREADS = 1
+"""... and it needs one thread."""
 
 
 def _input_dim(cell: Any) -> int:
@@ -20,6 +40,69 @@ def _input_dim(cell: Any) -> int:
     if spec.get("p_over_n") is not None:
         return max(1, int(round(float(spec["p_over_n"]) * int(cell.get("n", 1)))))
     return 784
+
+
+def _width(cell: Any, n: int) -> int:
+    """Features d of a cell: ``d_over_n`` x n, or an explicit width (``d``, ``n_features``), else n."""
+    if cell.get("d_over_n") is not None:
+        return max(1, int(round(float(cell.get("d_over_n")) * n)))
+    for key in ("d", "n_features", "width"):
+        if cell.get(key) is not None:
+            return int(cell.get(key))
+    return n
+
+
+def _depth(cell: Any) -> int:
+    """Layers: a ``depth`` option, or the length of a per-layer ``activations`` list, else 1."""
+    if cell.get("depth") is not None:
+        return max(1, int(cell.get("depth")))
+    activations = cell.get("activations")
+    return max(1, len(activations)) if isinstance(activations, (list, tuple)) else 1
+
+
+def estimate(cells: list[Any], *, step: str, block_rows: int = 1024) -> dict[str, float]:
+    """Threads, memory (bytes) and compute (seconds) of one attempt of a ``simulate`` or ``theory`` job.
+
+    Memory counts the n-by-n Gram and its eigendecomposition, the train/test cross products, and per
+    worker the feature blocks (``block_rows`` rows of the (n + n_test)-column feature matrix and of
+    the weights); deep models (``depth`` > 1) hold two layers of features. Compute counts the
+    feature products, the Gram accumulation and the eigendecompositions, for every seed, at
+    :data:`FLOPS_PER_SECOND` per thread. Large cells (n >= 4096, or d n >= 2^26) get four threads:
+    Dask workers for ``simulate``, BLAS threads for ``theory``.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> cell = SimpleNamespace(options={"dataset_spec": {"p": 100}}, get={"n": 256, "d_over_n": 1.0, "seeds": 1}.get)
+    >>> est = estimate([cell], step="simulate")
+    >>> est["threads"], est["seconds"] < 10
+    (1, True)
+    """
+    cell = cells[0]
+    n = int(cell.get("n", 1024))
+    n_test = int(cell.get("n_test", 0) or 0)
+    p = _input_dim(cell)
+    seeds = int(cell.get("seeds", 1) or 1)
+    depth = _depth(cell)
+    d = max((_width(c, n) for c in cells), default=n)
+    m = n + n_test
+    big = n >= 4096 or d * n >= 2**26
+    threads = 4 if big else 1
+    if step == "simulate":
+        per_worker = BYTES * (4 * n * m + 3 * min(block_rows, d) * (m + p) + p * m)
+        memory = threads * per_worker + BYTES * 3 * n * n
+        flops = seeds * (2 * d * p * m + d * n * n + 2 * d * n * n_test + 10 * n**3)
+        if depth > 1:
+            memory += BYTES * 2 * d * m
+            flops += seeds * (depth - 1) * 2 * d * d * m
+        seconds = flops / (FLOPS_PER_SECOND * threads)
+    else:
+        # the expected kernel by quadrature (per layer), one eigendecomposition, then cheap fixed points
+        # per cell of the group
+        memory = BYTES * 6 * n * m
+        flops = depth * n * m * 2500 + 10 * n**3 + max(1, len(cells)) * 100 * n * m
+        seconds = flops / (FLOPS_PER_SECOND * threads)
+    return {"threads": threads, "memory": float(memory), "seconds": float(seconds)}
 
 
 def job_resources(kind: Any, cells: list[Any], *, step: str, attempt: int = 1, block_rows: int = 1024) -> dict[str, int]:
@@ -35,23 +118,81 @@ def job_resources(kind: Any, cells: list[Any], *, step: str, attempt: int = 1, b
         ``"simulate"`` or ``"theory"``.
     attempt
         Snakemake's retry attempt (1 for the first try); memory and time scale with it.
+    block_rows
+        Feature rows per Dask task (``compute.block_rows``).
     """
-    cell = cells[0]
-    n = int(cell.get("n", 1024))
-    n_test = int(cell.get("n_test", 0) or 0)
-    p = _input_dim(cell)
-    seeds = int(cell.get("seeds", 1) or 1)
-    d = max((int(round(float(c.get("d_over_n", 1.0)) * n)) for c in cells), default=n)
-    big = n >= 4096 or d * n >= 2**26
-    threads = 4 if (big and step == "simulate") else 1
-    if step == "simulate":
-        per_worker = BYTES * (4 * n * (n + n_test) + 3 * min(block_rows, d) * (n + n_test + p) + p * (n + n_test))
-        memory = threads * per_worker + BYTES * 3 * n * n
-        flops = seeds * (2 * d * p * (n + n_test) + d * n * n + 2 * d * n * n_test + 10 * n**3)
-        seconds = flops / (FLOPS_PER_SECOND * threads)
-    else:
-        memory = BYTES * 6 * n * (n + n_test)
-        seconds = (n * (n + n_test) * 2500 + 10 * n**3 * max(1, len(cells))) / FLOPS_PER_SECOND
-    mem_mb = int(math.ceil((memory / 2**20 + 600) * attempt))
-    runtime = int(max(10, math.ceil(3 * seconds / 60)) * attempt)
-    return {"threads": threads, "mem_mb": mem_mb, "runtime": runtime}
+    est = estimate(cells, step=step, block_rows=block_rows)
+    mem_mb = int(math.ceil((est["memory"] / 2**20 + OVERHEAD_MB) * attempt))
+    runtime = int(max(MIN_RUNTIME, math.ceil(3 * est["seconds"] / 60)) * attempt)
+    return {"threads": int(est["threads"]), "mem_mb": mem_mb, "runtime": runtime}
+
+
+def batch_group(cells: list[Any], *, step: str, block_rows: int = 1024) -> str | None:
+    """:data:`BATCH_GROUP` for a small job (see the thresholds above), else ``None`` (a job of its own)."""
+    est = estimate(cells, step=step, block_rows=block_rows)
+    small = (
+        est["seconds"] < BATCH_MAX_SECONDS
+        and est["memory"] / 2**20 + OVERHEAD_MB < BATCH_MAX_MB
+        and est["threads"] <= BATCH_MAX_THREADS
+    )
+    return BATCH_GROUP if small else None
+
+
+# --------------------------------------------------------------------------------------------------
+# lookups for the Snakemake rules
+# --------------------------------------------------------------------------------------------------
+class _SweepIndex:
+    """Cells by id and theory groups by key, per experiment, built once per sweep."""
+
+    def __init__(self, sweep: Any) -> None:
+        self.sweep = sweep
+        self.cells = {name: {c.id: c for c in plan.cells} for name, plan in sweep.experiments.items()}
+        self._groups: dict[str, dict[str, list[Any]]] = {}
+
+    def job_cells(self, step: str, experiment: str, name: str) -> list[Any]:
+        if step == "simulate":
+            try:
+                return [self.cells[experiment][name]]
+            except KeyError:
+                raise KeyError(f"experiment {experiment!r} has no cell {name!r}") from None
+        if experiment not in self._groups:
+            self._groups[experiment] = self.sweep.experiments[experiment].theory_groups()
+        try:
+            return self._groups[experiment][name]
+        except KeyError:
+            raise KeyError(f"experiment {experiment!r} has no theory key {name!r}") from None
+
+
+_INDEXES: dict[int, _SweepIndex] = {}
+
+
+def _index(sweep: Any) -> _SweepIndex:
+    entry = _INDEXES.get(id(sweep))
+    if entry is None or entry.sweep is not sweep:
+        entry = _INDEXES[id(sweep)] = _SweepIndex(sweep)
+    return entry
+
+
+def rule_resources(sweep: Any, step: str, experiment: str, name: str, attempt: int = 1) -> dict[str, int]:
+    """:func:`job_resources` of the job computing cell (``simulate``) or theory key (``theory``) ``name``.
+
+    Parameters
+    ----------
+    sweep
+        The validated :class:`rmtbench.config.Sweep`.
+    step
+        ``"simulate"`` or ``"theory"``.
+    experiment, name
+        The rule's wildcards: experiment name and cell id or theory key.
+    attempt
+        Snakemake's retry attempt.
+    """
+    cells = _index(sweep).job_cells(step, experiment, name)
+    kind = sweep.experiments[experiment].kind
+    return job_resources(kind, cells, step=step, attempt=attempt, block_rows=sweep.compute["block_rows"])
+
+
+def rule_group(sweep: Any, step: str, experiment: str, name: str) -> str | None:
+    """The Snakemake group of the job computing ``name`` (:func:`batch_group`); used on clusters only."""
+    cells = _index(sweep).job_cells(step, experiment, name)
+    return batch_group(cells, step=step, block_rows=sweep.compute["block_rows"])

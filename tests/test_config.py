@@ -133,3 +133,19 @@ def test_generated_schema_and_reference_are_up_to_date():
 
     assert (ROOT / "workflow/schemas/config.schema.yaml").read_text() == schema_yaml(), "run `make schema`"
     assert (ROOT / "docs/config-reference.md").read_text() == config_reference(), "run `make schema`"
+
+
+def test_scientific_notation_is_a_number_in_yaml_json_and_snakemake_configs(tmp_path):
+    text = yaml.safe_dump(small_config()).replace("- 0.1", "- 1e-1")
+    assert "1e-1" in text
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    assert load_sweep(path).experiments["rf"].cells[0]["gamma"] == [0.1]
+    # a mapping parsed by YAML 1.1 rules (as Snakemake does) carries the string '1e-1'
+    config = small_config()
+    config["experiments"][0]["gamma"] = ["1e-1"]
+    assert load_sweep(config).experiments["rf"].cells[0]["gamma"] == [0.1]
+    # the resolved sweep.json written by the workflow reads back identically
+    json_path = tmp_path / "sweep.json"
+    json_path.write_text(__import__("json").dumps({**small_config(), "experiments": [{**small_config()["experiments"][0], "gamma": [1e-10]}]}))
+    assert load_sweep(json_path).experiments["rf"].cells[0]["gamma"] == [1e-10]

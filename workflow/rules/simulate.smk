@@ -1,4 +1,5 @@
 # Empirical side: one job per cell, Dask inside.
+from rmtbench.resources import rule_group, rule_resources
 
 
 rule simulate:
@@ -10,10 +11,13 @@ rule simulate:
         f"{OUT}/logs/simulate/{{experiment}}/{{cell}}.log",
     benchmark:
         f"{OUT}/benchmarks/simulate/{{experiment}}/{{cell}}.tsv"
-    threads: lambda wildcards: cell_resources("simulate")(wildcards, 1)["threads"]
+    # Resources from the cell's sizes (rmtbench.resources), growing with the attempt; small cells join
+    # the group "batch", which cluster profiles batch into few jobs (groups are ignored locally).
+    group: lambda wildcards: rule_group(SWEEP, "simulate", wildcards.experiment, wildcards.cell)
+    threads: lambda wildcards: rule_resources(SWEEP, "simulate", wildcards.experiment, wildcards.cell)["threads"]
     resources:
-        mem_mb=lambda wildcards, attempt: cell_resources("simulate")(wildcards, attempt)["mem_mb"],
-        runtime=lambda wildcards, attempt: cell_resources("simulate")(wildcards, attempt)["runtime"],
+        mem_mb=lambda wildcards, attempt: rule_resources(SWEEP, "simulate", wildcards.experiment, wildcards.cell, attempt)["mem_mb"],
+        runtime=lambda wildcards, attempt: rule_resources(SWEEP, "simulate", wildcards.experiment, wildcards.cell, attempt)["runtime"],
     shell:
         "{RMTBENCH} simulate --sweep {input} --experiment {wildcards.experiment} --cell {wildcards.cell}"
         " --threads {threads} --out {output} > {log} 2>&1"

@@ -1,4 +1,5 @@
 # Theory side: one job per theory key (what the prediction depends on), shared by all cells with it.
+from rmtbench.resources import rule_group, rule_resources
 
 
 rule theory:
@@ -10,10 +11,11 @@ rule theory:
         f"{OUT}/logs/theory/{{experiment}}/{{key}}.log",
     benchmark:
         f"{OUT}/benchmarks/theory/{{experiment}}/{{key}}.tsv"
-    threads: 1
+    group: lambda wildcards: rule_group(SWEEP, "theory", wildcards.experiment, wildcards.key)
+    threads: lambda wildcards: rule_resources(SWEEP, "theory", wildcards.experiment, wildcards.key)["threads"]
     resources:
-        mem_mb=lambda wildcards, attempt: cell_resources("theory")(wildcards, attempt)["mem_mb"],
-        runtime=lambda wildcards, attempt: cell_resources("theory")(wildcards, attempt)["runtime"],
+        mem_mb=lambda wildcards, attempt: rule_resources(SWEEP, "theory", wildcards.experiment, wildcards.key, attempt)["mem_mb"],
+        runtime=lambda wildcards, attempt: rule_resources(SWEEP, "theory", wildcards.experiment, wildcards.key, attempt)["runtime"],
     shell:
         "{RMTBENCH} theory --sweep {input} --experiment {wildcards.experiment} --key {wildcards.key}"
         " --out {output} > {log} 2>&1"
