@@ -105,6 +105,11 @@ def estimate(cells: list[Any], *, step: str, block_rows: int = 1024) -> dict[str
     return {"threads": threads, "memory": float(memory), "seconds": float(seconds)}
 
 
+NODE_BUDGET_MINUTES = 240
+"""Estimated single-node runtime above which a Dask cell is spread over several SLURM tasks."""
+MAX_TASKS = 16
+
+
 def job_resources(kind: Any, cells: list[Any], *, step: str, attempt: int = 1, block_rows: int = 1024) -> dict[str, int]:
     """Threads, ``mem_mb`` and ``runtime`` (minutes) for a ``simulate`` or ``theory`` job.
 
@@ -123,8 +128,14 @@ def job_resources(kind: Any, cells: list[Any], *, step: str, attempt: int = 1, b
     """
     est = estimate(cells, step=step, block_rows=block_rows)
     mem_mb = int(math.ceil((est["memory"] / 2**20 + OVERHEAD_MB) * attempt))
-    runtime = int(max(MIN_RUNTIME, math.ceil(3 * est["seconds"] / 60)) * attempt)
-    return {"threads": int(est["threads"]), "mem_mb": mem_mb, "runtime": runtime}
+    minutes = int(max(MIN_RUNTIME, math.ceil(3 * est["seconds"] / 60)))
+    # A Dask cell longer than one node's budget runs as a multi-task job whose tasks form its Dask
+    # cluster (rmtbench.slurm); the feature units spread over the tasks' workers.
+    tasks = 1
+    if step == "simulate" and getattr(kind, "uses_dask", False) and minutes > NODE_BUDGET_MINUTES:
+        tasks = min(MAX_TASKS, math.ceil(minutes / NODE_BUDGET_MINUTES))
+    runtime = int(math.ceil(minutes / tasks) * attempt)
+    return {"threads": int(est["threads"]), "mem_mb": mem_mb, "runtime": max(MIN_RUNTIME, runtime), "tasks": tasks}
 
 
 def batch_group(cells: list[Any], *, step: str, block_rows: int = 1024) -> str | None:

@@ -18,6 +18,9 @@ rule simulate:
     resources:
         mem_mb=lambda wildcards, attempt: rule_resources(SWEEP, "simulate", wildcards.experiment, wildcards.cell, attempt)["mem_mb"],
         runtime=lambda wildcards, attempt: rule_resources(SWEEP, "simulate", wildcards.experiment, wildcards.cell, attempt)["runtime"],
+        tasks=lambda wildcards: rule_resources(SWEEP, "simulate", wildcards.experiment, wildcards.cell)["tasks"],
+    # rmtbench.slurm simulate = rmtbench simulate, except inside a multi-task SLURM job, where it first
+    # makes the job's tasks into a Dask cluster (scheduler file) and computes the cell on it.
     shell:
-        "{RMTBENCH} simulate --sweep {input} --experiment {wildcards.experiment} --cell {wildcards.cell}"
+        "{RMTBENCH}.slurm simulate --sweep {input} --experiment {wildcards.experiment} --cell {wildcards.cell}"
         " --threads {threads} --out {output} > {log} 2>&1"
