@@ -43,9 +43,18 @@ def _input_dim(cell: Any) -> int:
 
 
 def _width(cell: Any, n: int) -> int:
-    """Features d of a cell: ``d_over_n`` x n, or an explicit width (``d``, ``n_features``), else n."""
-    if cell.get("d_over_n") is not None:
-        return max(1, int(round(float(cell.get("d_over_n")) * n)))
+    """Features d of a cell: ``d_over_n`` x n, or an explicit width (``d``, ``n_features``), else n.
+
+    An infinite ``d_over_n`` (kernel_linearization's ``inf``: the expected kernel itself, no random
+    features) costs like d = n: one n x n matrix and its eigendecomposition.
+    """
+    ratio = cell.get("d_over_n")
+    if ratio is not None:
+        try:
+            ratio = float(ratio)
+        except (TypeError, ValueError):
+            return n
+        return max(1, int(round(ratio * n))) if math.isfinite(ratio) else n
     for key in ("d", "n_features", "width"):
         if cell.get(key) is not None:
             return int(cell.get(key))

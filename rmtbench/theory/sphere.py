@@ -170,8 +170,15 @@ class SphereLinearization:
 
     @property
     def atom_count(self) -> int:
-        """n − p eigenvalues in the atom when n > p, else 0."""
-        return max(0, self.n - self.p)
+        """Eigenvalues of K̃ exactly at the shift: n − p − 1 when n > p and s > 0, n − p when s = 0, else 0.
+
+        X^TX has the eigenvalue 0 with multiplicity n − p; the rank-one part s·11^T takes one
+        eigenvector out of that eigenspace (1 is not orthogonal to it), so one eigenvalue leaves the
+        atom: the outlier, or the top of the bulk when the spike is below the threshold.
+        """
+        if self.n <= self.p:
+            return 0
+        return self.n - self.p - (1 if self.spike > 0 else 0)
 
     @property
     def bulk_edges(self) -> tuple[float, float]:
@@ -189,7 +196,8 @@ class SphereLinearization:
         return marchenko_pastur_density(self._standardise(x), ratio=self.ratio) / self.scale
 
     def bulk_cdf(self, x: ArrayLike) -> Array:
-        """CDF of the continuous part renormalised to mass 1: compare it with the top-min(n, p) bulk."""
+        """CDF of the continuous part renormalised to mass 1: compare it with the bulk, i.e. the eigenvalues
+        left after removing the :attr:`atom_count` lowest and the :attr:`outlier_count` highest."""
         return marchenko_pastur_cdf(self._standardise(x), ratio=self.ratio)
 
     def cdf(self, x: ArrayLike) -> Array:
