@@ -1,0 +1,350 @@
+"""NTK-LC matching (Gu+22): a compressed deep net with the original's NTK linear-equivalent coefficients.
+
+Seed slides "Fully-connected deep nets: CK, NTK, and beyond" and the NTK-LC figure; formula sheet
+sections 4.5 and 5 (pitfalls P11, P14, P15). For a centred deep net Σ_ℓ = (φ_ℓ(W_ℓΣ_{ℓ−1}) − c_ℓ)/√d_ℓ
+the linear equivalents K̃_CK,ℓ and K̃_NTK,ℓ depend on the activations only through the per-layer
+moments E φ_ℓ', E φ_ℓ'', Var φ_ℓ and q_ℓ = E[φ_ℓ'² + φ̄_ℓφ_ℓ''] at τ_{ℓ−1}ξ, and on the weights only
+through their (unit) variance. The compressed net therefore keeps the widths, draws sparse ternary
+weights of sparsity eps (unit variance, seed eq. 13) and replaces each φ_ℓ by a step function:
+
+* hidden layers ℓ < L: the **binary** ``σ(t) = b (1{t < s₋} + 1{t > s₊})`` (values {0, b}: 1 bit,
+  Gu+22's form) solving (E σ')² = (E φ')², (E σ'')² = (E φ'')², q(σ) = q(φ), each side at its own
+  network's τ_{ℓ−1}: then α_{ℓ,1..4} and β_{ℓ,1..3} equal the original's;
+* the last layer: the **three-level** ``σ(t) = a₋ 1{t < s₋} + a₊ 1{t > s₊}`` (values {a₋, 0, a₊}:
+  2 bits) solving E σ' = E φ', E σ'' = E φ'' and, as closely as the family allows, Var σ = Var φ
+  (τ_L): α_{L,1..3}, β_{L,1..3} match; α_{L,4} enters no kernel of the network.
+
+What cannot be matched, measured and reported (not hidden): for ReLU the hidden layers' τ_ℓ is
+not free once (d1², d2², q) are fixed, and at the last layer no three-level step has ReLU's small
+variance for its E σ', E σ'' (formula sheet section 4.5: Δα0 > 0). Both only move the identity
+coefficients (τ_ℓ² − τ_0²α_{ℓ,1} of K̃_CK,ℓ, κ_ℓ² − τ_0²β_{ℓ,1} of K̃_NTK,ℓ), i.e. act as a ridge.
+Step activations have E σ'² = ∞: the compressed net's κ_ℓ² (the NTK diagonal) is defined here with
+the **surrogate derivative** used in training (straight-through: the original φ_ℓ' at the compressed
+pre-activations), the one reported assumption.
+
+The solved moments use closed forms (below); :func:`coefficient_table` recomputes every coefficient
+of both networks independently, by Gauss–Hermite quadrature of the actual activations through
+:func:`rmtbench.theory.deep.layer_coefficients`.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import optimize, special
+
+from rmtbench.activations import Activation, gaussian_expectation, gaussian_moments, get_activation
+
+__all__ = [
+    "LayerMatch", "NTKLCMatch", "StepParams", "coefficient_table", "heuristic_binary", "match_network",
+    "step_activation", "step_moments",
+]
+
+ActivationSpec = str | Mapping[str, Any] | Activation
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+#: Coefficient names in :func:`coefficient_table`, in order.
+COEFFICIENTS = ("tau2", "alpha1", "alpha2", "alpha3", "alpha4", "beta1", "beta2", "beta3", "ck_identity", "kappa2",
+                "ntk_identity")
+
+
+def _pdf(x: float) -> float:
+    return math.exp(-0.5 * x * x) / _SQRT_2PI if math.isfinite(x) else 0.0
+
+
+@dataclass(frozen=True)
+class StepParams:
+    """``σ(t) = a_minus 1{t < s_minus} + a_plus 1{t > s_plus}``, ``s_minus <= s_plus``."""
+
+    s_minus: float
+    s_plus: float
+    a_minus: float
+    a_plus: float
+
+    @property
+    def levels(self) -> int:
+        """Number of distinct output values (2 when a_minus = a_plus or one side is 0, else 3)."""
+        a, b = self.a_minus, self.a_plus
+        return 2 if (a == b or a == 0.0 or b == 0.0) else 3
+
+    @property
+    def bits(self) -> int:
+        """Bits to store one activation value: ceil(log2(levels))."""
+        return int(math.ceil(math.log2(self.levels)))
+
+    def to_dict(self) -> dict[str, float]:
+        return {"s_minus": self.s_minus, "s_plus": self.s_plus, "a_minus": self.a_minus, "a_plus": self.a_plus}
+
+
+def step_activation(params: StepParams) -> Activation:
+    """The step function of ``params`` as an :class:`~rmtbench.activations.Activation` (piecewise constant).
+
+    Examples
+    --------
+    >>> act = step_activation(StepParams(-1.0, 1.0, 1.0, 1.0))  # the heuristic 1{t<-1} + 1{t>1}
+    >>> act(np.array([-2.0, 0.0, 2.0])).tolist()
+    [1.0, 0.0, 1.0]
+    """
+    p = params
+    if not p.s_minus <= p.s_plus:
+        raise ValueError(f"need s_minus <= s_plus, got {p.s_minus} > {p.s_plus}")
+    pieces = ((-math.inf, p.s_minus, p.a_minus, 0.0), (p.s_minus, p.s_plus, 0.0, 0.0), (p.s_plus, math.inf, p.a_plus, 0.0))
+
+    def phi(t: np.ndarray) -> np.ndarray:
+        t = np.asarray(t, dtype=float)
+        return np.where(t < p.s_minus, p.a_minus, 0.0) + np.where(t > p.s_plus, p.a_plus, 0.0)
+
+    name = f"step(s_minus={p.s_minus:.6g},s_plus={p.s_plus:.6g},a_minus={p.a_minus:.6g},a_plus={p.a_plus:.6g})"
+    return Activation(name=name, phi=phi, derivative=None, kinks=(p.s_minus, p.s_plus), piecewise=pieces,
+                      description="quantised step activation (NTK-LC)")
+
+
+def heuristic_binary() -> StepParams:
+    """The slides' heuristic binary activation φ(t) = 1{t < −1} + 1{t > 1}."""
+    return StepParams(-1.0, 1.0, 1.0, 1.0)
+
+
+def step_moments(params: StepParams, *, tau: float) -> tuple[float, float, float, float]:
+    """Closed-form (E σ', E σ'', Var σ, q) at τξ (Stein forms; q = E[(ξ²−1) σ̄²]/(2τ²)).
+
+    With u = s₊/τ, v = s₋/τ and f the standard normal density:
+    E σ' = (a₊f(u) − a₋f(v))/τ, E σ'' = (a₊uf(u) − a₋vf(v))/τ², Var σ = a₊²P₊ + a₋²P₋ − (a₊P₊ + a₋P₋)².
+
+    Examples
+    --------
+    >>> m = step_moments(heuristic_binary(), tau=1.0)
+    >>> print(f"{m[0]:.6f} {m[1]:.6f}")  # even: E σ' = 0, E σ'' = 2 f(1)
+    0.000000 0.483941
+    """
+    p, tau = params, float(tau)
+    u, v = p.s_plus / tau, p.s_minus / tau
+    fu, fv = _pdf(u), _pdf(v)
+    pp, pm = float(special.ndtr(-u)), float(special.ndtr(v))
+    mean = p.a_plus * pp + p.a_minus * pm
+    d1 = (p.a_plus * fu - p.a_minus * fv) / tau
+    d2 = (p.a_plus * u * fu - p.a_minus * v * fv) / tau**2
+    var = p.a_plus**2 * pp + p.a_minus**2 * pm - mean**2
+    q = (p.a_plus**2 * u * fu - p.a_minus**2 * v * fv - 2.0 * mean * (p.a_plus * u * fu - p.a_minus * v * fv)) / (2 * tau**2)
+    return d1, d2, var, q
+
+
+def _solve_hidden(d1: float, d2: float, q: float, tau: float) -> tuple[StepParams, float]:
+    """b (1{t<s₋} + 1{t>s₊}) with (E σ')² = d1², (E σ'')² = d2², q(σ) = q at scale τ; (params, residual)."""
+    scale = np.array([max(d1 * d1, 1e-12), max(d2 * d2, 1e-12), max(abs(q), 1e-12)])
+
+    def params_of(x: np.ndarray) -> StepParams:
+        v, w, b = x
+        return StepParams(v * tau, (v + math.exp(w)) * tau, b, b)
+
+    def residual(x: np.ndarray) -> np.ndarray:
+        m1, m2, _, mq = step_moments(params_of(x), tau=tau)
+        return (np.array([m1 * m1, m2 * m2, mq]) - np.array([d1 * d1, d2 * d2, q])) / scale
+
+    best = None
+    for v0 in (-2.0, -1.0, 0.5):
+        for w0 in (-0.5, 0.5):
+            for b0 in (1.0, 2.5):
+                r = optimize.least_squares(residual, [v0, w0, b0], xtol=1e-14, ftol=1e-14, gtol=1e-14)
+                if best is None or r.cost < best.cost:
+                    best = r
+                if best.cost < 1e-24:
+                    break
+    assert best is not None
+    return params_of(best.x), float(np.max(np.abs(best.fun)))
+
+
+def _solve_last(d1: float, d2: float, var: float, tau: float) -> tuple[StepParams, float]:
+    """a₋1{t<s₋} + a₊1{t>s₊} with E σ' = d1, E σ'' = d2 exactly and |Var σ − var| smallest; (params, Δvar/var)."""
+
+    def amplitudes(u: float, v: float) -> tuple[float, float] | None:
+        A = np.array([[_pdf(u), -_pdf(v)], [u * _pdf(u), -v * _pdf(v)]])
+        if abs(np.linalg.det(A)) < 1e-14:
+            return None
+        a_plus, a_minus = np.linalg.solve(A, [tau * d1, tau * tau * d2])
+        return float(a_minus), float(a_plus)
+
+    def params_of(x: np.ndarray) -> StepParams | None:
+        v, w = x
+        u = v + math.exp(w)
+        amps = amplitudes(u, v)
+        return None if amps is None else StepParams(v * tau, u * tau, amps[0], amps[1])
+
+    def residual(x: np.ndarray) -> np.ndarray:
+        p = params_of(x)
+        if p is None:
+            return np.array([1e6])
+        return np.array([(step_moments(p, tau=tau)[2] - var) / var])
+
+    best = None
+    for v0 in (-2.0, -1.0, -0.3, 0.3):
+        for w0 in (-1.0, 0.0, 1.0):
+            r = optimize.least_squares(residual, [v0, w0], bounds=([-8.0, -6.0], [8.0, 2.8]), xtol=1e-14, ftol=1e-14)
+            if params_of(r.x) is not None and (best is None or r.cost < best.cost):
+                best = r
+    assert best is not None
+    p = params_of(best.x)
+    assert p is not None
+    return p, float(best.fun[0])
+
+
+@dataclass(frozen=True)
+class LayerMatch:
+    """The matched quantised activation of one layer.
+
+    Attributes
+    ----------
+    layer
+        ℓ (from 1).
+    target
+        Canonical name of the original φ_ℓ.
+    tau_in, tau_in_compressed
+        τ_{ℓ−1} of the original and of the compressed network (the scales the moments are taken at).
+    params
+        The step function.
+    solve_residual
+        Largest relative residual of the solved equations (closed forms); for the last layer the
+        relative variance mismatch (Var σ − Var φ)/Var φ left by the family.
+    """
+
+    layer: int
+    target: str
+    tau_in: float
+    tau_in_compressed: float
+    params: StepParams
+    solve_residual: float
+
+    @property
+    def activation(self) -> Activation:
+        return step_activation(self.params)
+
+
+@dataclass(frozen=True)
+class NTKLCMatch:
+    """An NTK-LC design: original activations, matched compressed activations, per-layer coefficients.
+
+    Attributes
+    ----------
+    activations
+        The original φ_1..φ_L (canonical names).
+    tau0
+        The data scale τ_0.
+    layers
+        One :class:`LayerMatch` per layer (empty when ``quantize=False``: activations kept).
+    table
+        :func:`coefficient_table` of the original against the compressed network.
+    """
+
+    activations: tuple[str, ...]
+    tau0: float
+    layers: tuple[LayerMatch, ...]
+    table: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def compressed_activations(self) -> list[Activation]:
+        """φ̃_1..φ̃_L of the compressed network (the originals when nothing was quantised)."""
+        if not self.layers:
+            return [get_activation(a) for a in self.activations]
+        return [m.activation for m in self.layers]
+
+    @property
+    def activation_bits(self) -> list[int]:
+        """Bits per stored activation value, per layer (32 for unquantised float32)."""
+        return [m.params.bits for m in self.layers] if self.layers else [32] * len(self.activations)
+
+    def max_relative_mismatch(self, names: Sequence[str]) -> float:
+        """Largest relative mismatch over the layers for the coefficients ``names``."""
+        return max(abs(row["relative_mismatch"]) for row in self.table if row["coefficient"] in names)
+
+
+def _chain(acts: Sequence[Activation], surrogates: Sequence[Activation], tau0: float) -> list[dict[str, float]]:
+    """Per-layer coefficients by :func:`rmtbench.theory.deep.layer_coefficients` (quadrature), κ² with surrogates."""
+    from rmtbench.theory.deep import layer_coefficients
+
+    coeffs = layer_coefficients(list(acts), tau0=tau0)
+    rows, kappa2 = [], tau0**2
+    for c, g in zip(coeffs, surrogates):
+        if math.isfinite(c.d1_sq):
+            d1_sq = c.d1_sq
+        else:  # step activation: E σ'² = ∞; the trained net back-propagates through the surrogate g
+            deriv = g.derivative
+            assert deriv is not None
+            d1_sq = gaussian_expectation(lambda t: np.asarray(deriv(t), dtype=float) ** 2, scale=c.tau_in, kinks=g.kinks)
+        kappa2 = c.tau**2 + d1_sq * kappa2
+        rows.append({"tau2": c.tau**2, "alpha1": c.alpha[0], "alpha2": c.alpha[1], "alpha3": c.alpha[2],
+                     "alpha4": c.alpha[3], "beta1": c.beta[0], "beta2": c.beta[1], "beta3": c.beta[2],
+                     "ck_identity": c.ck_identity, "kappa2": kappa2, "ntk_identity": kappa2 - tau0**2 * c.beta[0]})
+    return rows
+
+
+def coefficient_table(original: Sequence[ActivationSpec], compressed: Sequence[ActivationSpec], *, tau0: float,
+                      surrogates: Sequence[ActivationSpec] | None = None) -> list[dict[str, Any]]:
+    """Per-layer τ_ℓ², α_{ℓ,1..4}, β_{ℓ,1..3}, identity terms and κ_ℓ² of two networks, and their mismatch.
+
+    Both chains are recomputed by quadrature of the activations themselves (independent of the
+    matching's closed forms). ``relative_mismatch = (compressed − original)/|original|`` (absolute
+    when the original value is below 1e-12). ``surrogates`` (default: ``original``) are the
+    derivatives used for step activations in κ² (see the module docstring).
+    """
+    orig = [get_activation(a) for a in original]
+    comp = [get_activation(a) for a in compressed]
+    surr = [get_activation(a) for a in (surrogates or original)]
+    if not len(orig) == len(comp) == len(surr):
+        raise ValueError("original, compressed and surrogate activations need one entry per layer")
+    a, b = _chain(orig, orig, tau0), _chain(comp, surr, tau0)
+    table = []
+    for layer, (ra, rb) in enumerate(zip(a, b), start=1):
+        for name in COEFFICIENTS:
+            x, y = ra[name], rb[name]
+            mismatch = (y - x) / abs(x) if abs(x) > 1e-12 else y - x
+            table.append({"layer": layer, "coefficient": name, "original": x, "compressed": y,
+                          "relative_mismatch": mismatch})
+    return table
+
+
+def match_network(activations: Sequence[ActivationSpec], *, tau0: float, quantize: bool = True) -> NTKLCMatch:
+    """Solve for the compressed network's quantised activations, layer by layer (module docstring).
+
+    Parameters
+    ----------
+    activations
+        The original φ_1..φ_L.
+    tau0
+        τ_0 of the data (a standard deviation; for data normalised to mean squared norm 1, 1).
+    quantize
+        ``False``: NTK-LC without activation quantisation (the activations are kept; the weights alone
+        are made sparse ternary, which leaves every coefficient unchanged by universality).
+
+    Returns
+    -------
+    NTKLCMatch
+
+    Examples
+    --------
+    >>> m = match_network(["relu", "relu"], tau0=1.0)
+    >>> [lm.params.bits for lm in m.layers]
+    [1, 2]
+    >>> m.max_relative_mismatch(["alpha1", "alpha2", "alpha3", "beta1", "beta2", "beta3"]) < 1e-6
+    True
+    """
+    tau0 = float(tau0)
+    names = tuple(get_activation(a).name for a in activations)
+    if not quantize:
+        table = coefficient_table(names, names, tau0=tau0)
+        return NTKLCMatch(activations=names, tau0=tau0, layers=(), table=table)
+    tau_o, tau_c, layers = tau0, tau0, []
+    depth = len(names)
+    for layer, name in enumerate(names, start=1):
+        m = gaussian_moments(name, tau=tau_o)
+        if layer < depth:
+            params, res = _solve_hidden(m.d1, m.d2, m.q, tau_c)
+        else:
+            params, res = _solve_last(m.d1, m.d2, m.var, tau_c)
+        layers.append(LayerMatch(layer=layer, target=name, tau_in=tau_o, tau_in_compressed=tau_c, params=params,
+                                 solve_residual=res))
+        tau_o = math.sqrt(m.var)
+        tau_c = math.sqrt(max(step_moments(params, tau=tau_c)[2], 1e-300))
+    comp = [lm.activation for lm in layers]
+    table = coefficient_table(names, comp, tau0=tau0, surrogates=names)
+    return NTKLCMatch(activations=names, tau0=tau0, layers=tuple(layers), table=table)
