@@ -173,13 +173,15 @@ def _k_sign(va: Array, vb: Array, c: Array) -> Array:
 
 
 def _k_sin(va: Array, vb: Array, c: Array) -> Array:
-    """E[sin u sin v] = exp(−(va+vb)/2) sinh(c)."""
-    return np.exp(-0.5 * (va + vb)) * np.sinh(c)
+    # exp(-(va+vb)/2) sinh(c), written so that huge variances give 0 rather than 0 * inf = NaN
+    a = np.abs(c)
+    return -0.5 * np.sign(c) * np.exp(a - 0.5 * (va + vb)) * np.expm1(-2.0 * a)
 
 
 def _k_cos(va: Array, vb: Array, c: Array) -> Array:
-    """E[cos u cos v] = exp(−(va+vb)/2) cosh(c)."""
-    return np.exp(-0.5 * (va + vb)) * np.cosh(c)
+    # exp(-(va+vb)/2) cosh(c), overflow-free form
+    a = np.abs(c)
+    return 0.5 * np.exp(a - 0.5 * (va + vb)) * (1.0 + np.exp(-2.0 * a))
 
 
 def _k_erf(va: Array, vb: Array, c: Array) -> Array:

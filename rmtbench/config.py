@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,6 +205,9 @@ def validate(raw: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config must be a mapping of keys to values, got {type(raw).__name__}")
     raw = coerce_scientific(copy.deepcopy(dict(raw)))
+    non_finite = _non_finite(raw)
+    if non_finite:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(f"config key '{_format_path(p)}': {v!r} is not allowed; numbers must be finite" for p, v in non_finite))
     schema = config_schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(raw), key=lambda e: (list(map(str, e.absolute_path)), e.message))
@@ -328,7 +332,23 @@ class Sweep:
         return self.out / "figures" / experiment
 
 
+_SHELL_SAFE_PATH = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_./-]*")
+
+
+def _non_finite(value: Any, path: tuple = ()) -> list[tuple[tuple, float]]:
+    """(path, value) of every NaN or infinite float in a nested config."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(path, value)]
+    if isinstance(value, dict):
+        return [hit for k, v in value.items() for hit in _non_finite(v, (*path, k))]
+    if isinstance(value, list):
+        return [hit for i, v in enumerate(value) for hit in _non_finite(v, (*path, i))]
+    return []
+
+
 def _check_relative_inside(value: str, key: str) -> Path:
+    if not _SHELL_SAFE_PATH.fullmatch(value):
+        raise ConfigError(f"config key '{key}': {value!r} may only contain letters, digits and _ . / - (it becomes part of the workflow's shell commands)")
     path = Path(value)
     if path.is_absolute() or ".." in path.parts:
         raise ConfigError(f"config key '{key}': {value!r} must be a relative path inside the project (no '..', not absolute)")

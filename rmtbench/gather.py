@@ -49,6 +49,7 @@ def stack_cells(exp: "Experiment", cells: list["Cell"], simulated: list["xr.Data
         pieces.append(merged)
     if not pieces:
         raise ValueError(f"no results yet for any cell of experiment {cells[0].experiment!r}")
+    pieces.sort(key=lambda piece: len(piece.variables))  # theory-only pieces first; axes are reordered below
     combined = xr.concat(pieces, dim="cell", join="outer", data_vars="all", coords="different", compat="equals", fill_value=np.nan)
     combined = combined.set_index(cell=list(exp.axes)).unstack("cell")
     for axis in exp.axes:

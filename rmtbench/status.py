@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rmtbench.store import TMP_MARK, _pid_alive
+from rmtbench.store import TMP_MARK, is_orphan
 
 
 def sweep_status(sweep: Any) -> list[str]:
@@ -15,10 +15,8 @@ def sweep_status(sweep: Any) -> list[str]:
         running_ids = set()
         if folder.is_dir():
             for entry in folder.iterdir():
-                if TMP_MARK in entry.name:
-                    pid = entry.name.split(TMP_MARK, 1)[1].split("-", 1)[0]
-                    if pid.isdigit() and _pid_alive(int(pid)):
-                        running_ids.add(entry.name.split(".zarr", 1)[0])
+                if TMP_MARK in entry.name and not is_orphan(entry):  # a live writer, on any host
+                    running_ids.add(entry.name.split(".zarr", 1)[0])
         done = sum((root / sweep.cell_store(name, c.id)).is_dir() for c in plan.cells)
         running = sum(c.id in running_ids for c in plan.cells)
         missing = len(plan.cells) - done - running

@@ -77,14 +77,16 @@ def write_dataset(dataset: Any, path: str | os.PathLike[str]) -> Path:
     """Write an xarray dataset to a Zarr store at ``path`` atomically; replace an existing store.
 
     Attributes must be JSON-serialisable (nested values are stored as JSON text by
-    :func:`provenance`). Returns the final path.
+    :func:`provenance`). Encodings inherited from stores the data were read from are dropped, so
+    each variable is written as what it now holds (a boolean flag that gained NaN for missing cells
+    stays NaN instead of being cast to True). Returns the final path.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_orphans(path.parent)
     tmp = temporary_path(path)
     try:
-        dataset.to_zarr(tmp, mode="w", zarr_format=ZARR_FORMAT, consolidated=False)
+        dataset.drop_encoding().to_zarr(tmp, mode="w", zarr_format=ZARR_FORMAT, consolidated=False)
         if path.exists():
             old = temporary_path(path, tag="old")
             os.rename(path, old)
