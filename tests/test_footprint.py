@@ -145,13 +145,15 @@ def _check_acceptance(sub, table, n, *, gauss_tol, azc_tol, near_tol, gap_tol):
 
 def test_ternary_against_gaussian_rf_on_gmm(tmp_path):
     sub, table = _acceptance(tmp_path, n=256, seeds=3)
-    # measured: Gaussian <= 2.6 %, ternary vs AZC22 <= 10 % (the ternary does better than predicted at p = 128),
-    # ratio at N = 16n 0.935, at N = 2n 1.047 against LLC18's 1.122
+    # measured (root seed 11): |rel| Gaussian vs LLC18 <= 4.0 %, ternary vs AZC22 <= 6.0 % (the ternary does better
+    # than predicted at p = 128, ~13 non-zeros per row of W); best-gamma ratio 0.978 at N = 16n (LLC18 1.038) and
+    # 1.141 at N = 2n (LLC18 1.165). Another root seed gave 0.935 and 1.047: at n = 256 the ratio is noisy.
     _check_acceptance(sub, table, 256, gauss_tol=0.04, azc_tol=0.10, near_tol=0.10, gap_tol=0.10)
 
 
 @pytest.mark.slow
 def test_ternary_against_gaussian_rf_on_gmm_n512(tmp_path):
     sub, table = _acceptance(tmp_path, n=512, seeds=3)
-    # measured: Gaussian <= 1.7 %, ternary vs AZC22 <= 2.3 %, ratio at N = 16n 1.016, at N = 2n 1.137 (LLC18 1.124)
+    # measured (root seed 11): |rel| Gaussian vs LLC18 <= 3.2 % (1.0 % beyond 3 s.e.), ternary vs AZC22 <= 1.8 %;
+    # best-gamma ratio 1.012 at N = 16n (LLC18 1.032) and 1.103 at N = 2n (LLC18 1.141)
     _check_acceptance(sub, table, 512, gauss_tol=0.02, azc_tol=0.03, near_tol=0.05, gap_tol=0.05)
