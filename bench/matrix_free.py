@@ -30,7 +30,7 @@ def main() -> None:
     p.add_argument("--n", type=int)
     p.add_argument("--d-over-n", type=float, default=2.0)
     p.add_argument("--probes", type=int, default=16)
-    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--steps", type=int, default=600)
     p.add_argument("--large-n", type=int)
     p.add_argument("--large-d", type=int)
     p.add_argument("--large-probes", type=int, default=4)

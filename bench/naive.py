@@ -47,7 +47,10 @@ def main() -> None:
     p.add_argument("--experiment", default="rf_ridge")
     p.add_argument("--gammas", type=int, default=0, help="replace the gamma grid by this many values in [1e-3, 1]")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--jobs", type=int, default=0,
+                   help="cells simulated at once on the shared cluster, as `rmtbench run --cores N` runs N jobs (default: workers)")
     args = p.parse_args()
+    jobs = args.jobs or args.workers
 
     from threadpoolctl import threadpool_limits
 
@@ -72,7 +75,10 @@ def main() -> None:
     with local_cluster(args.workers) as client:
         ctx = RunContext(data_dir=sweep.data_dir, client=client, block_rows=sweep.compute["block_rows"])
         plan.kind.simulate(cells[0], ctx)  # warm-up: imports on the workers
-        ours = timed(lambda: [plan.kind.simulate(c, ctx) for c in cells], pids=worker_pids(client))
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:  # the client is thread-safe
+            ours = timed(lambda: list(pool.map(lambda c: plan.kind.simulate(c, ctx), cells)), pids=worker_pids(client))
 
     def naive_all():
         out = []
@@ -97,7 +103,7 @@ def main() -> None:
                   f"({len(cells)} cells, {cells[0]['seeds']} seeds, {gammas} gammas)",
                   ["path", "wall s", "CPU s", "time / rmtbench (wall)", "time / rmtbench (CPU)"])
     table.notes += [f"sizes: n = {sorted({c['n'] for c in cells})}, d/n = {sorted({c['d_over_n'] for c in cells})}, "
-                    f"n_test = {cells[0]['n_test']}; rmtbench: LocalCluster of {args.workers} single-threaded workers; "
+                    f"n_test = {cells[0]['n_test']}; rmtbench: LocalCluster of {args.workers} single-threaded workers, {jobs} cells at a time; "
                     f"plain script: this process, {args.workers} BLAS threads",
                     f"largest relative difference of the {2 * len(cells) * int(cells[0]['seeds']) * gammas} MSE values: "
                     f"{worst:.1e} (required <= {AGREEMENT:g}: {verdict(worst, AGREEMENT, at_most=True)})"]

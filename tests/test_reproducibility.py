@@ -126,7 +126,9 @@ def environment() -> dict:
     import scipy
     from threadpoolctl import threadpool_info
 
-    blas = sorted({f"{i['internal_api']} {i.get('version')} {i.get('architecture')}" for i in threadpool_info()})
+    # BLAS only: an OpenMP runtime that some other import happened to load does not touch these bits
+    blas = sorted({f"{i['internal_api']} {i.get('version')} {i.get('architecture')}"
+                   for i in threadpool_info() if i.get("user_api") == "blas"})
     return {"numpy": np.__version__, "scipy": scipy.__version__, "blas": blas}
 
 
