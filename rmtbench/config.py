@@ -20,7 +20,7 @@ import yaml
 from rmtbench.canonical import canonical_value
 from rmtbench.experiments import get_experiment, experiment_kinds
 from rmtbench.experiments.base import Cell, Experiment
-from rmtbench.reduction import REDUCTION_ROWS
+from rmtbench.reduction import REDUCTION_ROWS, STRIPE_UNITS
 
 DEFAULT_SEED = 20250422
 
@@ -63,7 +63,9 @@ def _top_schema() -> dict[str, Any]:
                 "properties": {
                     "block_rows": {
                         "type": "integer", "minimum": REDUCTION_ROWS, "default": 1024,
-                        "description": f"Feature rows per Dask task, a multiple of {REDUCTION_ROWS}; never changes a number.",
+                        "description": (f"Feature rows per Dask task in deep-net forward passes, baseline feature maps and matrix-free "
+                                        f"products, a multiple of {REDUCTION_ROWS} (random-feature Grams use fixed stripes of "
+                                        f"{REDUCTION_ROWS * STRIPE_UNITS} rows); never changes a number."),
                     },
                 },
             },

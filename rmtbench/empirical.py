@@ -3,8 +3,9 @@
 The n-by-n Gram ``Phi^T Phi`` and the train/test cross-Gram ``Phi^T Phi_test`` are sums over feature
 rows. Rows are grouped in units of :data:`~rmtbench.reduction.REDUCTION_ROWS`; each unit's weights are
 generated on the worker from their seed panels, pushed through the activation, multiplied, and
-discarded. Units are summed along the fixed tree of :mod:`rmtbench.reduction`, so memory does not
-grow with the width d and the result does not depend on block size or worker count.
+discarded. Units are accumulated in place within fixed stripes and the stripes folded in order
+(:mod:`rmtbench.reduction`), so memory does not grow with the width d and the result does not depend
+on the worker count.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from rmtbench.reduction import REDUCTION_ROWS, tree_reduce, tree_tasks
+from rmtbench.reduction import REDUCTION_ROWS, fold_left, stripes
 from rmtbench.weights import WeightLaw, weight_rows
 
 
@@ -57,52 +58,60 @@ class RandomFeatureMap:
         return phi(self.weights(start, stop, X.shape[0]) @ X)
 
 
-def _unit_products(fmap: RandomFeatureMap, X: np.ndarray, X_test: np.ndarray | None, unit: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """Upper triangle of Phi_u^T Phi_u and Phi_u^T Phi_test_u for one unit of rows."""
-    from scipy.linalg.blas import dsyrk
+def _stripe_products(fmap: RandomFeatureMap, X: np.ndarray, X_test: np.ndarray | None,
+                     lo: int, hi: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Upper triangle of Phi_s^T Phi_s and Phi_s^T Phi_test_s for the stripe of units ``[lo, hi)``.
 
-    start = unit * REDUCTION_ROWS
-    stop = min(start + REDUCTION_ROWS, fmap.width)
+    The units are accumulated in order, in place (``syrk``/``gemm`` with beta = 1), into one n-by-n
+    (and one n-by-n_test) Fortran-ordered accumulator: no n-by-n temporary per unit.
+    """
+    from scipy.linalg.blas import dgemm, dsyrk
+
     from rmtbench.activations import get_activation
+    from rmtbench.parallel import single_blas_thread
 
     phi = get_activation(fmap.activation).phi
-    W = fmap.weights(start, stop, X.shape[0])
-    features = np.ascontiguousarray(phi(W @ X))
-    # features is C-contiguous (rows x n), i.e. Fortran-contiguous (n x rows): syrk without a copy.
-    gram = dsyrk(1.0, features.T, trans=0, lower=0)
-    cross = None if X_test is None else features.T @ phi(W @ X_test)
+    gram = cross = None
+    with single_blas_thread():
+        for unit in range(lo, hi):
+            start = unit * REDUCTION_ROWS
+            W = fmap.weights(start, min(start + REDUCTION_ROWS, fmap.width), X.shape[0])
+            # C-contiguous (rows x n) is Fortran-contiguous (n x rows): BLAS reads it without a copy
+            features = np.ascontiguousarray(phi(W @ X))
+            if gram is None:
+                gram = dsyrk(1.0, features.T, trans=0, lower=0)
+            else:
+                gram = dsyrk(1.0, features.T, beta=1.0, c=gram, trans=0, lower=0, overwrite_c=1)
+            if X_test is not None:
+                test = np.ascontiguousarray(phi(W @ X_test))
+                if cross is None:
+                    cross = dgemm(1.0, features.T, test.T, trans_b=1)
+                else:
+                    cross = dgemm(1.0, features.T, test.T, trans_b=1, beta=1.0, c=cross, overwrite_c=1)
     return gram, cross
 
 
-def _add(a: tuple[np.ndarray, np.ndarray | None], b: tuple[np.ndarray, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray | None]:
+def _fold(a: tuple[np.ndarray, np.ndarray | None], b: tuple[np.ndarray, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray | None]:
+    # out of place: Dask may still hold ``a`` (never mutate a task's inputs)
     gram = a[0] + b[0]
     cross = None if a[1] is None else a[1] + b[1]
     return gram, cross
 
 
-def _subtree(fmap: RandomFeatureMap, X: np.ndarray, X_test: np.ndarray | None, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray | None]:
-    from rmtbench.parallel import single_blas_thread
-
-    with single_blas_thread():
-        return tree_reduce(lo, hi, lambda u: _unit_products(fmap, X, X_test, u), _add)
-
-
-def _add_task(a: Any, b: Any) -> Any:
-    return _add(a, b)
-
-
-def gram_graph(fmap: RandomFeatureMap, X: Any, X_test: Any = None, *, block_rows: int = 1024) -> Any:
+def gram_graph(fmap: RandomFeatureMap, X: Any, X_test: Any = None) -> Any:
     """A Dask ``Delayed`` for ``(upper(Phi^T Phi), Phi^T Phi_test)``, unnormalised.
 
     ``X`` and ``X_test`` may be arrays or ``Delayed`` objects (pass delayed objects to share one copy
-    between several graphs). ``block_rows`` sets the rows per task; it never changes the result.
+    between several graphs). One task per stripe of :data:`~rmtbench.reduction.STRIPE_UNITS` units;
+    the stripes are folded in order, so the result is the same for any worker count and memory does
+    not grow with the width (one accumulator and the stripes in flight).
     """
     import dask
 
-    max_units = max(1, block_rows // REDUCTION_ROWS)
-    subtree = dask.delayed(_subtree, pure=True)
-    add = dask.delayed(_add_task, pure=True)
-    return tree_tasks(0, fmap.units, max_units, lambda lo, hi: subtree(fmap, X, X_test, lo, hi), lambda a, b: add(a, b))
+    stripe = dask.delayed(_stripe_products, pure=True)
+    fold = dask.delayed(_fold, pure=True)
+    parts = [stripe(fmap, X, X_test, lo, hi) for lo, hi in stripes(fmap.units)]
+    return fold_left(parts, lambda a, b: fold(a, b))
 
 
 def symmetric_from_upper(upper: np.ndarray) -> np.ndarray:

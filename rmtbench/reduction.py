@@ -1,10 +1,16 @@
-"""A summation tree fixed by the number of leaves alone.
+"""Summation orders fixed by the number of leaves alone.
 
 Floating-point addition is not associative, so a sum over feature blocks is only reproducible if its
-order is fixed. Here the order is a canonical binary tree over *units* (fixed groups of feature rows):
-a range of units splits at the largest power of two below its size. A compute task evaluates one
-subtree; larger blocks merely cut the same tree at a higher level. Hence any block size and any number
-of workers produce bit-identical sums.
+order is fixed. Two orders are offered, both over *units* (fixed groups of feature rows):
+
+- a canonical binary tree (a range of units splits at the largest power of two below its size); a
+  compute task evaluates one subtree, larger blocks merely cut the same tree at a higher level. It
+  holds one pending partial sum per level, i.e. memory that grows like log(leaves);
+- *stripes*: fixed runs of :data:`STRIPE_UNITS` units, each accumulated in place, and the stripes
+  folded left in their order. One accumulator and the stripes in flight are alive at any time, so
+  memory is flat in the number of leaves; used for the n-by-n Grams, where each partial is large.
+
+Either way any block size and any number of workers produce bit-identical sums.
 """
 from __future__ import annotations
 
@@ -14,6 +20,31 @@ T = TypeVar("T")
 
 REDUCTION_ROWS = 512
 """Feature rows per leaf (unit) of the reduction tree. Changing it changes the last bits of every Gram."""
+
+
+STRIPE_UNITS = 8
+"""Units per stripe (4096 feature rows): one Dask task of the Gram. Changing it changes the last bits of every Gram."""
+
+
+def stripes(units: int) -> list[tuple[int, int]]:
+    """The unit ranges ``[lo, hi)`` of the stripes covering ``units`` units.
+
+    Examples
+    --------
+    >>> stripes(19)
+    [(0, 8), (8, 16), (16, 19)]
+    """
+    return [(lo, min(lo + STRIPE_UNITS, units)) for lo in range(0, units, STRIPE_UNITS)]
+
+
+def fold_left(items: list[T], combine: Callable[[T, T], T]) -> T:
+    """``combine(...combine(combine(items[0], items[1]), items[2])..., items[-1])``."""
+    if not items:
+        raise ValueError("nothing to fold")
+    total = items[0]
+    for item in items[1:]:
+        total = combine(total, item)
+    return total
 
 
 def split_point(lo: int, hi: int) -> int:

@@ -7,6 +7,7 @@ from rmtbench.config import load_sweep
 from rmtbench.empirical import RandomFeatureMap, gram_graph, symmetric_from_upper
 from rmtbench.experiments.base import RunContext
 from rmtbench.parallel import compute, dask_client
+from rmtbench.reduction import stripes
 from rmtbench.weights import WeightLaw
 
 
@@ -18,28 +19,37 @@ def _problem(d=1300, p=20, n=50, n_test=30, law="gaussian", activation="relu"):
 
 def test_gram_matches_the_features_formed_whole():
     fmap, X, X_test = _problem()
-    upper, cross = compute(None, gram_graph(fmap, X, X_test, block_rows=512))[0]
+    upper, cross = compute(None, gram_graph(fmap, X, X_test))[0]
     Phi, Phi_test = fmap.features(X), fmap.features(X_test)
     assert Phi.shape == (1300, 50)
     np.testing.assert_allclose(symmetric_from_upper(upper), Phi.T @ Phi, rtol=1e-12, atol=1e-10)
     np.testing.assert_allclose(cross, Phi.T @ Phi_test, rtol=1e-12, atol=1e-10)
 
 
+def test_a_wide_gram_over_several_stripes_matches_the_features_formed_whole():
+    fmap, X, X_test = _problem(d=9000)  # 18 units: stripes of 8, 8 and 2 units
+    assert len(stripes(fmap.units)) == 3
+    upper, cross = compute(None, gram_graph(fmap, X, X_test))[0]
+    Phi, Phi_test = fmap.features(X), fmap.features(X_test)
+    np.testing.assert_allclose(np.triu(upper), np.triu(Phi.T @ Phi), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(cross, Phi.T @ Phi_test, rtol=1e-12, atol=1e-9)
+
+
 @pytest.mark.parametrize("law", ["gaussian", "rademacher"])
-def test_gram_is_bitwise_identical_for_any_block_size_and_worker_count(law, local_client):
-    fmap, X, X_test = _problem(d=2600, law=law)
-    reference = compute(None, gram_graph(fmap, X, X_test, block_rows=512))[0]
-    variants = [compute(None, gram_graph(fmap, X, X_test, block_rows=2048))[0],
-                compute(local_client, gram_graph(fmap, X, X_test, block_rows=512))[0],
-                compute(local_client, gram_graph(fmap, X, X_test, block_rows=1536))[0]]
+def test_gram_is_bitwise_identical_for_any_worker_count(law, local_client):
+    fmap, X, X_test = _problem(d=9000, law=law)
+    reference = compute(None, gram_graph(fmap, X, X_test))[0]
+    variants = [compute(local_client, gram_graph(fmap, X, X_test))[0]]
+    with dask_client({"mode": "local", "workers": 1}, threads=2) as one_worker_two_threads:
+        variants.append(compute(one_worker_two_threads, gram_graph(fmap, X, X_test))[0])
     for upper, cross in variants:
         assert np.array_equal(upper, reference[0])
         assert np.array_equal(cross, reference[1])
 
 
-def test_rf_ridge_cell_is_bitwise_identical_across_block_sizes_and_worker_counts(tmp_path, local_client):
+def test_rf_ridge_cell_is_bitwise_identical_across_worker_counts_and_settings(tmp_path, local_client):
     config = small_config()
-    config["experiments"][0]["grid"]["d_over_n"] = [20.0]  # d = 1280 features: three reduction units
+    config["experiments"][0]["grid"]["d_over_n"] = [150.0]  # d = 9600 features: three stripes
     sweep = load_sweep(config)
     plan = sweep.experiments["rf"]
     cell = plan.cells[0]

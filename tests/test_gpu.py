@@ -30,7 +30,7 @@ def _cell(n=80, n_test=40, p=24, d=1300, activation="erf", law="gaussian"):
 
 def _cpu_reference(fmap, X, X_test, y, y_test, gammas):
     """What rf_ridge computes on the CPU path for one seed."""
-    upper, cross = compute(None, gram_graph(fmap, X, X_test, block_rows=1024))[0]
+    upper, cross = compute(None, gram_graph(fmap, X, X_test))[0]
     n = X.shape[1]
     lam, U = np.linalg.eigh(symmetric_from_upper(upper) / n)
     return symmetric_from_upper(upper), cross, lam, ridge_mse(lam, U, y, cross / n, y_test, gammas)
