@@ -9,7 +9,7 @@ Flop count (the issue's): ``2 d p n`` for ``W X`` plus ``2 d n^2`` for the Gram.
 accumulated with ``dsyrk``, which computes only the upper triangle and so does about half of those
 ``2 d n^2`` flops: the effective rate can exceed the machine's matmul rate, up to about
 ``(2dpn + 2dn^2) / (2dpn + dn^2)`` times it (1.72 at the default sizes). Weight generation, the
-activation and the tree additions are not counted: they are overhead the rate has to absorb.
+activation and the stripe folds are not counted: they are overhead the rate has to absorb.
 
 Usage::
 
@@ -33,20 +33,18 @@ def main() -> None:
     p.add_argument("--p", type=int, default=784)
     p.add_argument("--d", type=int)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--block-rows", type=int, default=None,
-                   help="feature rows per Dask task (default: the config default, 1024)")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--activations", default="relu,erf")
     args = p.parse_args()
     n = args.n or (2048 if args.quick else 4096)
     d = args.d or (8192 if args.quick else 16384)
-    block_rows = args.block_rows or 1024
 
     import dask
     import numpy as np
 
     from rmtbench.data import make_dataset
     from rmtbench.empirical import RandomFeatureMap, gram_graph
+    from rmtbench.reduction import REDUCTION_ROWS, STRIPE_UNITS
     from rmtbench.parallel import compute
     from rmtbench.weights import WeightLaw
 
@@ -58,7 +56,7 @@ def main() -> None:
                   ["what", "wall s (best)", "GFLOP/s wall", "ratio wall", "CPU s (best)", "GFLOP/s per CPU-s", "ratio CPU"])
     table.notes += [
         f"Dask LocalCluster, {args.workers} single-threaded worker processes (one BLAS thread per task), "
-        f"block_rows = {block_rows}; reference: {n}x{n} @ {n}x{n} float64 numpy matmul with {args.workers} BLAS threads",
+        f"one task per stripe of {STRIPE_UNITS * REDUCTION_ROWS} feature rows; reference: {n}x{n} @ {n}x{n} float64 numpy matmul with {args.workers} BLAS threads",
         "flops counted: 2dpn (W X) + 2dn^2 (Gram), though dsyrk does about half of the Gram's; "
         f"{args.rounds} interleaved rounds, best of each",
     ]
@@ -68,11 +66,11 @@ def main() -> None:
 
         def gram(act: str):
             fmap = RandomFeatureMap(act, WeightLaw("gaussian"), d, 1, ("bench-gram", act))
-            return lambda: compute(client, gram_graph(fmap, Xd, None, block_rows=block_rows))
+            return lambda: compute(client, gram_graph(fmap, Xd, None, in_flight=max(2, args.workers)))
 
         # warm-up: imports and the first task on every worker
         warm = RandomFeatureMap("erf", WeightLaw("gaussian"), 1024, 1, ("warm",))
-        compute(client, gram_graph(warm, Xd, None, block_rows=512))
+        compute(client, gram_graph(warm, Xd, None))
         matmul, matmul_flops = matmul_call(n, threads=args.workers)
         single, _ = matmul_call(n, threads=1)
         thread_cpu: list[float] = []

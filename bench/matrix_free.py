@@ -65,7 +65,7 @@ def main() -> None:
         fmap = RandomFeatureMap("relu", WeightLaw("gaussian"), d, 2, ("bench-mf", n))
 
         def dense():
-            upper, _ = compute(client, gram_graph(fmap, data.X, None, block_rows=args.block_rows))[0]
+            upper, _ = compute(client, gram_graph(fmap, data.X, None, in_flight=max(2, args.workers)))[0]
             with threadpool_limits(limits=args.workers):
                 return clip_zero(np.linalg.eigvalsh(symmetric_from_upper(upper) / n))
 

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from rmtbench.reduction import REDUCTION_ROWS, fold_left, stripes
+from rmtbench.reduction import REDUCTION_ROWS, stripes
 from rmtbench.weights import WeightLaw, weight_rows
 
 
@@ -92,26 +92,47 @@ def _stripe_products(fmap: RandomFeatureMap, X: np.ndarray, X_test: np.ndarray |
 
 
 def _fold(a: tuple[np.ndarray, np.ndarray | None], b: tuple[np.ndarray, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray | None]:
-    # out of place: Dask may still hold ``a`` (never mutate a task's inputs)
-    gram = a[0] + b[0]
-    cross = None if a[1] is None else a[1] + b[1]
-    return gram, cross
+    # In place into ``a``, the running total: its only other reader is the ``_done`` token, which
+    # ignores its value, and a lost worker recomputes it from the chain, so no one sees it mutated.
+    np.add(a[0], b[0], out=a[0])
+    if a[1] is not None:
+        np.add(a[1], b[1], out=a[1])
+    return a
 
 
-def gram_graph(fmap: RandomFeatureMap, X: Any, X_test: Any = None) -> Any:
+def _done(part: Any) -> None:
+    """A token that ``part`` exists (a tiny dependency: ordering without moving the matrix)."""
+    return None
+
+
+def _stripe_after(fmap: RandomFeatureMap, X: np.ndarray, X_test: np.ndarray | None, lo: int, hi: int,
+                  _after: None) -> tuple[np.ndarray, np.ndarray | None]:
+    return _stripe_products(fmap, X, X_test, lo, hi)
+
+
+def gram_graph(fmap: RandomFeatureMap, X: Any, X_test: Any = None, *, in_flight: int = 2) -> Any:
     """A Dask ``Delayed`` for ``(upper(Phi^T Phi), Phi^T Phi_test)``, unnormalised.
 
     ``X`` and ``X_test`` may be arrays or ``Delayed`` objects (pass delayed objects to share one copy
     between several graphs). One task per stripe of :data:`~rmtbench.reduction.STRIPE_UNITS` units;
-    the stripes are folded in order, so the result is the same for any worker count and memory does
-    not grow with the width (one accumulator and the stripes in flight).
+    the stripes are folded in order, so the result is the same for any worker count. Stripe ``k``
+    waits for the fold of stripe ``k - in_flight`` (a scheduling token that never changes a number),
+    so at most ``in_flight`` stripes wait beside the accumulator: memory does not grow with the width.
+    Use the number of worker threads (:attr:`rmtbench.experiments.base.RunContext.in_flight`).
     """
     import dask
 
-    stripe = dask.delayed(_stripe_products, pure=True)
+    if in_flight < 1:
+        raise ValueError(f"in_flight must be >= 1, got {in_flight}")
+    stripe = dask.delayed(_stripe_after, pure=True)
     fold = dask.delayed(_fold, pure=True)
-    parts = [stripe(fmap, X, X_test, lo, hi) for lo, hi in stripes(fmap.units)]
-    return fold_left(parts, lambda a, b: fold(a, b))
+    done = dask.delayed(_done, pure=True)
+    total, tokens = None, []
+    for k, (lo, hi) in enumerate(stripes(fmap.units)):
+        part = stripe(fmap, X, X_test, lo, hi, tokens[k - in_flight] if k >= in_flight else None)
+        total = part if total is None else fold(total, part)
+        tokens.append(done(total))
+    return total
 
 
 def symmetric_from_upper(upper: np.ndarray) -> np.ndarray:

@@ -22,8 +22,8 @@ REDUCTION_ROWS = 512
 """Feature rows per leaf (unit) of the reduction tree. Changing it changes the last bits of every Gram."""
 
 
-STRIPE_UNITS = 8
-"""Units per stripe (4096 feature rows): one Dask task of the Gram. Changing it changes the last bits of every Gram."""
+STRIPE_UNITS = 16
+"""Units per stripe (8192 feature rows): one Dask task of the Gram. Changing it changes the last bits of every Gram."""
 
 
 def stripes(units: int) -> list[tuple[int, int]]:
@@ -31,20 +31,10 @@ def stripes(units: int) -> list[tuple[int, int]]:
 
     Examples
     --------
-    >>> stripes(19)
-    [(0, 8), (8, 16), (16, 19)]
+    >>> stripes(35)
+    [(0, 16), (16, 32), (32, 35)]
     """
     return [(lo, min(lo + STRIPE_UNITS, units)) for lo in range(0, units, STRIPE_UNITS)]
-
-
-def fold_left(items: list[T], combine: Callable[[T, T], T]) -> T:
-    """``combine(...combine(combine(items[0], items[1]), items[2])..., items[-1])``."""
-    if not items:
-        raise ValueError("nothing to fold")
-    total = items[0]
-    for item in items[1:]:
-        total = combine(total, item)
-    return total
 
 
 def split_point(lo: int, hi: int) -> int:

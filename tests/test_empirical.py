@@ -27,7 +27,7 @@ def test_gram_matches_the_features_formed_whole():
 
 
 def test_a_wide_gram_over_several_stripes_matches_the_features_formed_whole():
-    fmap, X, X_test = _problem(d=9000)  # 18 units: stripes of 8, 8 and 2 units
+    fmap, X, X_test = _problem(d=17000)  # 34 units: stripes of 16, 16 and 2 units
     assert len(stripes(fmap.units)) == 3
     upper, cross = compute(None, gram_graph(fmap, X, X_test))[0]
     Phi, Phi_test = fmap.features(X), fmap.features(X_test)
@@ -36,10 +36,12 @@ def test_a_wide_gram_over_several_stripes_matches_the_features_formed_whole():
 
 
 @pytest.mark.parametrize("law", ["gaussian", "rademacher"])
-def test_gram_is_bitwise_identical_for_any_worker_count(law, local_client):
-    fmap, X, X_test = _problem(d=9000, law=law)
+def test_gram_is_bitwise_identical_for_any_worker_count_and_lookahead(law, local_client):
+    fmap, X, X_test = _problem(d=17000, law=law)
     reference = compute(None, gram_graph(fmap, X, X_test))[0]
-    variants = [compute(local_client, gram_graph(fmap, X, X_test))[0]]
+    variants = [compute(local_client, gram_graph(fmap, X, X_test))[0],
+                compute(local_client, gram_graph(fmap, X, X_test, in_flight=1))[0],
+                compute(None, gram_graph(fmap, X, X_test, in_flight=5))[0]]
     with dask_client({"mode": "local", "workers": 1}, threads=2) as one_worker_two_threads:
         variants.append(compute(one_worker_two_threads, gram_graph(fmap, X, X_test))[0])
     for upper, cross in variants:
@@ -49,7 +51,7 @@ def test_gram_is_bitwise_identical_for_any_worker_count(law, local_client):
 
 def test_rf_ridge_cell_is_bitwise_identical_across_worker_counts_and_settings(tmp_path, local_client):
     config = small_config()
-    config["experiments"][0]["grid"]["d_over_n"] = [150.0]  # d = 9600 features: three stripes
+    config["experiments"][0]["grid"]["d_over_n"] = [270.0]  # d = 17280 features: three stripes
     sweep = load_sweep(config)
     plan = sweep.experiments["rf"]
     cell = plan.cells[0]

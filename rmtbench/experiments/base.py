@@ -104,6 +104,16 @@ class RunContext:
     client: Any = None
     block_rows: int = 1024
 
+    @property
+    def in_flight(self) -> int:
+        """Stripes of a Gram computed ahead of its running total: one per worker thread, at least 2.
+
+        Enough to keep every worker busy (a fold is cheap); more would only hold more n-by-n partials.
+        """
+        if self.client is None:
+            return 2
+        return max(2, sum(self.client.nthreads().values()))
+
 
 class Experiment:
     """Base class of experiment kinds. Subclasses set the class variables and override the steps."""
