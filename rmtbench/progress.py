@@ -137,7 +137,9 @@ def _compute_distributed(client: Any, graphs: tuple[Any, ...], reporter: _Report
             reporter.finish(kwargs.get("status", "finished"))
 
     futures = client.compute(list(graphs))
-    _Feed(futures, interval="200ms" if reporter.mode == "bar" else "1s", complete=True, start=True)
+    # The feed blocks until the scheduler reports completion, which it does on its next tick: the
+    # interval is latency added to every compute (one second per cell would dominate small cells).
+    _Feed(futures, interval="50ms", complete=True, start=True)
     return tuple(client.gather(futures))
 
 

@@ -254,7 +254,7 @@ def _solve_u_upper(z: NDArray[np.complex128], sp: _Spec) -> NDArray[np.complex12
     u, ok = _newton(1.0 / (1.0 + delta0), z0, sp)
     if not ok.all():
         raise RuntimeError("deterministic-equivalent solver failed far from the spectrum")
-    levels = max(1, math.ceil(math.log(top / floor.min()) / math.log(4.0)))
+    levels = max(1, math.ceil(math.log(top / floor.min()) / math.log(16.0)))
     z_prev = z0
     for k in range(1, levels + 1):
         z_next = z.real + 1j * top * (floor / top) ** (k / levels)
