@@ -36,10 +36,11 @@ def stack_cells(exp: "Experiment", cells: list["Cell"], simulated: list["xr.Data
 
     pieces = []
     for cell, sim in zip(cells, simulated):
-        parts = [] if sim is None else [sim.drop_attrs()]
+        # deep=False: the cell's provenance goes (gathered once below), the variables' descriptions stay
+        parts = [] if sim is None else [sim.drop_attrs(deep=False)]
         key = exp.theory_key(cell)
         if key is not None and key in theories:
-            parts.append(theory_for_cell(cell, theories[key]).drop_attrs().drop_vars(list(exp.axes), errors="ignore"))
+            parts.append(theory_for_cell(cell, theories[key]).drop_attrs(deep=False).drop_vars(list(exp.axes), errors="ignore"))
         if not parts:
             continue
         merged = xr.merge(parts, join="outer", compat="no_conflicts")

@@ -44,6 +44,7 @@ def test_run_writes_gathered_store_table_and_figures(finished_sweep):
     assert set(store["train_mse"].dims) == {"activation", "weights", "dataset", "n", "d_over_n", "seed", "gamma"}
     assert np.isfinite(store["test_mse_theory"].values).all()
     assert store.attrs["git_revision"]
+    assert store["train_mse"].attrs["long_name"] == "training MSE"  # the variables keep their descriptions
     import pandas as pd
 
     table = pd.read_csv(out / "tables" / "rf.csv")
