@@ -69,6 +69,26 @@ def test_small_sweep_end_to_end(tmp_path):
     assert any(n.startswith("deep_ck_errors-") for n in names)
     captions = json.loads((tmp_path / "figures" / "captions.json").read_text())
     assert all(len(captions[p.name]) > 100 for p in paths)
+    spectra = [captions[p.name] for p in paths if p.name.startswith("deep_ck_spectra-")]
+    assert all("GMM statistics (from the gmm spec)" in c for c in spectra)
+    assert gathered["stat_estimated"].max() == 0.0 and np.isfinite(gathered["stat_T"]).all()
+
+
+def test_estimated_statistics_are_stored_and_shown(tmp_path):
+    """Real data have no spec: the statistics the theory uses are estimated, kept in the store, and captioned."""
+    spec_cfg = _config(activations=[["relu", "relu"]], n=[64], seeds=2)
+    est_cfg = _config(activations=[["relu", "relu"]], n=[64], seeds=2, statistics="estimated")
+    _, spec = _run(spec_cfg, tmp_path / "spec")
+    plan, est = _run(est_cfg, tmp_path / "est")
+    assert float(est["stat_estimated"].max()) == 1.0
+    t_spec, t_est = spec["stat_t"].values.ravel(), est["stat_t"].values.ravel()
+    assert np.isfinite(t_est).all() and not np.array_equal(t_spec, t_est)
+    # same data: the estimates differ from the spec by sampling error only (t is O(1) here)
+    assert np.max(np.abs(t_est - t_spec)) < 1.0
+    paths = plan.kind.plot(est, tmp_path / "figures")
+    captions = json.loads((tmp_path / "figures" / "captions.json").read_text())
+    spectra = [captions[p.name] for p in paths if p.name.startswith("deep_ck_spectra-")]
+    assert spectra and all("estimated from the data" in c and "tau_0 = " in c for c in spectra)
 
 
 def test_cli_round_trip(tmp_path, monkeypatch):

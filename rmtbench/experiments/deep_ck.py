@@ -206,6 +206,13 @@ class DeepConjugateKernel(Experiment):
             "ratio_alpha": (("ratio_activation", "depth", "alpha_k"), ratio_alpha,
                             {"long_name": "alpha_{l,k} of a network repeating one activation"}),
             "tau0": ((), stats.tau, {"long_name": "tau_0"}),
+            # the GMM statistics the equivalents use, shown in the report (estimated for real data)
+            "stat_estimated": ((), float(stats.source == "estimated"),
+                               {"long_name": "1 if tau_0, t, T, psi were estimated from the data, 0 if taken from the gmm spec"}),
+            "stat_class_fraction": (("class",), stats.n_a / stats.n_a.sum(), {"long_name": "class proportions n_a/n"}),
+            "stat_t": (("class",), np.asarray(stats.t, dtype=float), {"long_name": "t_a = tr C_a° / sqrt(p)"}),
+            "stat_T": (("class", "class_b"), np.asarray(stats.T, dtype=float), {"long_name": "T_ab = tr(C_a C_b) / p"}),
+            "stat_psi_std": ((), float(np.std(stats.psi)), {"long_name": "standard deviation of psi_i over the samples"}),
         }
         return xr.Dataset(
             variables,
@@ -246,7 +253,8 @@ QUANTITIES = [
 ]
 
 _KEEP_THEORY = ("ck_exact_eigenvalues", "ck_equivalent_eigenvalues", "ck_equivalent_error", "ck_equivalent_error_model", "ntk_equivalent_error", "ntk_equivalent_error_model",
-                "tau", "shift", "alpha", "beta", "kappa2", "rank_one", "ratio_alpha", "tau0")
+                "tau", "shift", "alpha", "beta", "kappa2", "rank_one", "ratio_alpha", "tau0", "stat_estimated",
+                "stat_class_fraction", "stat_t", "stat_T", "stat_psi_std")
 _KEEP_SIM = ("ck_eigenvalues", "width", "ck_ones")
 
 
@@ -366,6 +374,33 @@ def rate_label(sizes: np.ndarray, errors: np.ndarray) -> str:
     return f" (n^{rate:.2f})"
 
 
+def statistics_note(sub: Any) -> str:
+    """A caption sentence giving the GMM statistics the theory used, and where they came from."""
+    if "stat_t" not in sub or "tau0" not in sub:
+        return ""
+
+    def first(name: str) -> np.ndarray:  # the value of the first cell that has it (one per data set)
+        da = sub[name]
+        others = [d for d in da.dims if d not in ("class", "class_b")]
+        if not others:
+            return np.asarray(da.values, dtype=float)
+        stacked = da.stack(_cell=others)
+        for i in range(stacked.sizes["_cell"]):
+            item = np.asarray(stacked.isel(_cell=i).values, dtype=float)
+            if np.isfinite(item).any():
+                return item
+        return np.asarray(stacked.isel(_cell=0).values, dtype=float)
+
+    t, T, frac = first("stat_t"), first("stat_T"), first("stat_class_fraction")
+    keep = np.isfinite(t)
+    t, frac, T = t[keep], frac[keep], T[np.ix_(keep, keep)]
+    estimated = float(first("stat_estimated")) > 0.5
+    fmt = lambda v: "[" + ", ".join(f"{x:.3g}" for x in np.ravel(v)) + "]"
+    return (f" GMM statistics ({'estimated from the data: class means and covariances by class' if estimated else 'from the gmm spec'}): "
+            f"tau_0 = {float(first('tau0')):.4g}, class proportions {fmt(frac)}, t = {fmt(t)}, diag T = {fmt(np.diag(T))}, "
+            f"std psi = {float(first('stat_psi_std')):.3g}.")
+
+
 def spectra_figures(ds: Any, outdir: Path) -> list[Path]:
     """Eigenvalue histograms of the empirical CK per layer against the equivalent and the exact CK."""
     from rmtbench.plots import COLORS, iterate_panels, legend_below, pyplot, save_figure
@@ -412,7 +447,7 @@ def spectra_figures(ds: Any, outdir: Path) -> list[Path]:
             f"Filled: seed mean of Sigma_l^T Sigma_l over {seeds} draws; black: Gu+22 linear equivalent "
             "alpha_{l,1} X^TX + V A_l V^T + (tau_l^2 - tau_0^2 alpha_{l,1}) I (seed eq. 21, corrected form, data epsilon; "
             "formula sheet sec. 5); red dashed: exact infinite-width CK by the Gaussian recursion. Eigenvalues beyond the "
-            "99th percentile of the exact spectrum are clipped into the last bin."
+            "99th percentile of the exact spectrum are clipped into the last bin." + statistics_note(sub)
         )
         paths.append(save_figure(fig, outdir, name, caption))
     return paths
