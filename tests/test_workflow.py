@@ -92,3 +92,52 @@ def test_bad_config_stops_snakemake_before_any_job(tmp_path):
     assert result.returncode != 0
     assert "experiments[0].grid.activation[0]" in result.stderr + result.stdout
     assert not (project / "results").exists()
+
+
+def _every_kind_config() -> dict:
+    """One tiny block of every experiment kind, on synthetic data only."""
+    gmm = {"kind": "gmm", "p_over_n": 0.5, "classes": 2, "mean_scale": 2.5, "cov_shift": [0, 4]}
+    return {
+        "sweep": "kinds", "seed": 5, "results": "results",
+        "datasets": {"g": gmm, "s": {"kind": "sphere", "p_over_n": 0.5},
+                     "s3": {"kind": "sphere", "p": 3, "radius": 3.0, "noise": 0.0}},
+        "experiments": [
+            {"name": "rf", "kind": "rf_ridge", "seeds": 2, "gamma": [0.1], "n_test": 32,
+             "grid": {"activation": ["relu"], "weights": ["gaussian"], "dataset": ["g"], "n": [48], "d_over_n": [2.0]}},
+            {"name": "ck", "kind": "ck_gmm", "seeds": 2,
+             "grid": {"activation": ["relu"], "weights": ["ternary-eps0.9"], "dataset": ["g"], "n": [48], "d_over_n": [16]}},
+            {"name": "deep", "kind": "deep_ck", "seeds": 2, "ratio_depth": 3, "ratio_activations": ["relu"],
+             "grid": {"activations": [["relu", "erf"]], "weights": ["gaussian"], "dataset": ["g"], "n": [48], "d_over_n": [2.0]}},
+            {"name": "deq", "kind": "deq", "seeds": 2,
+             "grid": {"activation": ["tanh"], "dataset": ["g"], "n": [48], "sigma_a2": [0.2], "d_over_n": [1.0]}},
+            {"name": "lin", "kind": "kernel_linearization", "seeds": 2, "density_points": 32,
+             "grid": {"activation": ["relu"], "dataset": ["s"], "n": [48], "d_over_n": ["inf", 2]}},
+            {"name": "reg", "kind": "regimes", "draws": 200, "grid": {"activation": ["tanh"], "n": [50, 200]}},
+            {"name": "scal", "kind": "scaling", "seeds": 2, "gamma": [1e-6],
+             "grid": {"activation": ["relu"], "dataset": ["s3"], "d_over_n": [0.25], "n": [48, 96]}},
+            {"name": "ntk", "kind": "ntk_lc", "seeds": 1, "n": 200, "n_test": 100, "depth": 2, "eps": [0.0, 0.9],
+             "epochs": 2, "ntk_samples": 16, "grid": {"activation": ["relu"], "dataset": ["g"], "width": [32]}},
+            {"name": "foot", "kind": "footprint", "seeds": 1, "n_test": 64, "gamma": [1.0, 0.1],
+             "feature_maps": ["gaussian_rf", "ternary_rf", "nystroem", "lp_rff-b8"], "ternary_kernel_theory": False,
+             "grid": {"dataset": ["g"], "n": [64], "n_features": [32, 128]}},
+        ],
+    }
+
+
+def test_every_experiment_kind_runs_through_snakemake(tmp_path):
+    from rmtbench.experiments import experiment_kinds
+    from rmtbench.store import open_dataset
+
+    config = _every_kind_config()
+    assert {e["kind"] for e in config["experiments"]} == set(experiment_kinds()), "a new kind needs a block here"
+    project = _project(tmp_path, config)
+    result = _run(["rmtbench", "run", "config/config.yaml", "--cores", "2"], project, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = project / "results" / "kinds"
+    report = (out / "report.html").read_text()
+    for exp in config["experiments"]:
+        store = open_dataset(out / f"{exp['name']}.zarr")
+        assert store.data_vars, exp["name"]
+        assert (out / "tables" / f"{exp['name']}.csv").stat().st_size > 0, exp["name"]
+        assert list((out / "figures" / exp["name"]).glob("*.png")), exp["name"]
+        assert f"id='exp-{exp['name']}'" in report, exp["name"]
