@@ -86,7 +86,8 @@ def write_dataset(dataset: Any, path: str | os.PathLike[str]) -> Path:
     remove_orphans(path.parent)
     tmp = temporary_path(path)
     try:
-        dataset.drop_encoding().to_zarr(tmp, mode="w", zarr_format=ZARR_FORMAT, consolidated=False)
+        # consolidated: a plain xarray.open_zarr(path) reads one metadata file, quietly
+        dataset.drop_encoding().to_zarr(tmp, mode="w", zarr_format=ZARR_FORMAT, consolidated=True)
         if path.exists():
             old = temporary_path(path, tag="old")
             os.rename(path, old)
@@ -116,7 +117,8 @@ def open_dataset(path: str | os.PathLike[str], *, load: bool = True) -> Any:
     with warnings.catch_warnings():
         # Snakemake leaves a .snakemake_timestamp file inside directory outputs; it is not Zarr.
         warnings.filterwarnings("ignore", message=".*snakemake_timestamp.*")
-        dataset = xr.open_zarr(path, consolidated=False, zarr_format=ZARR_FORMAT)
+        consolidated = (path / ".zmetadata").is_file()  # stores written before 2026-12 are not consolidated
+        dataset = xr.open_zarr(path, consolidated=consolidated, zarr_format=ZARR_FORMAT)
         return dataset.load() if load else dataset
 
 
