@@ -37,6 +37,17 @@ def _client(sweep: Any, plan: Any, threads: int, memory: str | None) -> Any:
     return dask_client(sweep.dask, threads=threads, memory_limit=memory)
 
 
+def _blas_threads(threads: int | None) -> Any:
+    """Limit BLAS/OpenMP threads of this process to ``threads`` (None: leave them; Dask workers set their own)."""
+    import contextlib
+
+    if threads is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=max(1, int(threads)))
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     sweep = _sweep(args.config)
     total = 0
@@ -68,7 +79,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     cell = plan.cell(args.cell)
     start = time.perf_counter()
     log.info("simulate %s/%s (%s) with %d thread(s)", args.experiment, cell.id, cell.label, args.threads)
-    with _client(sweep, plan, args.threads, args.memory) as client:
+    with _client(sweep, plan, args.threads, args.memory) as client, _blas_threads(None if client else args.threads):
         dataset = plan.kind.simulate(cell, _context(sweep, client, args.block_rows))
     write_dataset(dataset, args.out)
     log.info("wrote %s in %.1f s", args.out, time.perf_counter() - start)
@@ -83,7 +94,8 @@ def cmd_theory(args: argparse.Namespace) -> int:
     cells = plan.theory_groups()[args.key]
     start = time.perf_counter()
     log.info("theory %s/%s for %d cell(s)", args.experiment, args.key, len(cells))
-    dataset = plan.kind.theory(cells, _context(sweep, None))
+    with _blas_threads(args.threads):  # the job's threads, not every core of a shared node
+        dataset = plan.kind.theory(cells, _context(sweep, None))
     write_dataset(dataset, args.out)
     log.info("wrote %s in %.1f s", args.out, time.perf_counter() - start)
     return 0

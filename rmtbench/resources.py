@@ -18,6 +18,10 @@ from typing import Any
 BYTES = 8
 FLOPS_PER_SECOND = 2e9
 """A conservative single-core float64 rate for runtime estimates (a 2-core laptop reaches ~20 GFLOP/s)."""
+BLAS3_FLOPS_PER_SECOND = 1e10
+"""A conservative single-core rate for work that is all matrix-matrix products and factorisations
+(a current core reaches 30 to 60 GFLOP/s in float64 dgemm); kinds whose cost model counts only such
+work use it."""
 OVERHEAD_MB = 600
 """Python, NumPy, Dask and a worker process before any array is allocated."""
 MIN_RUNTIME = 10
@@ -125,7 +129,8 @@ def job_resources(kind: Any, cells: list[Any], *, step: str, attempt: int = 1, b
     Parameters
     ----------
     kind
-        The experiment kind (unused for now beyond its name; kinds may specialise later).
+        The experiment kind; its ``resource_estimate`` replaces the generic :func:`estimate` when it
+        returns one.
     cells
         The cell (simulate) or the cells of a theory group.
     step
@@ -135,7 +140,7 @@ def job_resources(kind: Any, cells: list[Any], *, step: str, attempt: int = 1, b
     block_rows
         Feature rows per Dask task (``compute.block_rows``).
     """
-    est = estimate(cells, step=step, block_rows=block_rows)
+    est = _estimate(kind, cells, step=step, block_rows=block_rows)
     mem_mb = int(math.ceil((est["memory"] / 2**20 + OVERHEAD_MB) * attempt))
     minutes = int(max(MIN_RUNTIME, math.ceil(3 * est["seconds"] / 60)))
     # A Dask cell longer than one node's budget runs as a multi-task job whose tasks form its Dask
@@ -147,9 +152,15 @@ def job_resources(kind: Any, cells: list[Any], *, step: str, attempt: int = 1, b
     return {"threads": int(est["threads"]), "mem_mb": mem_mb, "runtime": max(MIN_RUNTIME, runtime), "tasks": tasks}
 
 
-def batch_group(cells: list[Any], *, step: str, block_rows: int = 1024) -> str | None:
+def _estimate(kind: Any, cells: list[Any], *, step: str, block_rows: int) -> dict[str, float]:
+    """The kind's own :meth:`~rmtbench.experiments.base.Experiment.resource_estimate`, else :func:`estimate`."""
+    own = kind.resource_estimate(cells, step=step) if kind is not None and hasattr(kind, "resource_estimate") else None
+    return own if own is not None else estimate(cells, step=step, block_rows=block_rows)
+
+
+def batch_group(cells: list[Any], *, step: str, block_rows: int = 1024, kind: Any = None) -> str | None:
     """:data:`BATCH_GROUP` for a small job (see the thresholds above), else ``None`` (a job of its own)."""
-    est = estimate(cells, step=step, block_rows=block_rows)
+    est = _estimate(kind, cells, step=step, block_rows=block_rows)
     small = (
         est["seconds"] < BATCH_MAX_SECONDS
         and est["memory"] / 2**20 + OVERHEAD_MB < BATCH_MAX_MB
@@ -215,4 +226,4 @@ def rule_resources(sweep: Any, step: str, experiment: str, name: str, attempt: i
 def rule_group(sweep: Any, step: str, experiment: str, name: str) -> str | None:
     """The Snakemake group of the job computing ``name`` (:func:`batch_group`); used on clusters only."""
     cells = _index(sweep).job_cells(step, experiment, name)
-    return batch_group(cells, step=step, block_rows=sweep.compute["block_rows"])
+    return batch_group(cells, step=step, block_rows=sweep.compute["block_rows"], kind=sweep.experiments[experiment].kind)

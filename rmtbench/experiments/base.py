@@ -130,6 +130,16 @@ class Experiment:
     dataset_axes: ClassVar[tuple[str, ...]] = ("dataset",)
     """Grid axes whose values name entries of the config's ``datasets`` block."""
 
+    # -- resources ----------------------------------------------------------------------------------
+    def resource_estimate(self, cells: list[Cell], *, step: str) -> dict[str, float] | None:
+        """Threads, memory (bytes) and compute (seconds) of one ``simulate`` or ``theory`` job, or None.
+
+        None (the default) uses :func:`rmtbench.resources.estimate`, which models an n-by-n Gram, its
+        eigendecomposition and feature blocks. Kinds whose cost has another shape override this, so
+        that a cluster job asks for what it needs (see :mod:`rmtbench.resources`).
+        """
+        return None
+
     # -- config -----------------------------------------------------------------------------------
     def check(self, point: Mapping[str, Any], options: Mapping[str, Any], where: str) -> None:
         """Reject a grid point that is invalid as a combination; raise ``ConfigError`` naming ``where``."""

@@ -137,6 +137,24 @@ class Footprint(Experiment):
         return short_hash({"data": data_key(cell), "activation": cell["activation"], "gamma": cell["gamma"],
                            "nodes": cell["kernel_nodes"], "ternary": cell["ternary_kernel_theory"], "seed": cell.root_seed})
 
+    def resource_estimate(self, cells: list[Cell], *, step: str) -> dict[str, float] | None:
+        """One process: the smaller of the primal (N x N) and dual (n x n) systems per feature map and seed."""
+        from rmtbench.resources import BLAS3_FLOPS_PER_SECOND, BYTES, _input_dim
+
+        if step != "simulate":
+            return None  # the expected kernel and its eigendecomposition: the generic estimate fits
+        cell = cells[0]
+        n, n_test, N, p = int(cell["n"]), int(cell["n_test"]), int(cell["n_features"]), _input_dim(cell)
+        m, gammas, runs = n + n_test, len(cell["gamma"]), int(cell["seeds"]) * len(cell["feature_maps"])
+        if N <= n:  # features formed whole, N x N system
+            memory = BYTES * (3 * N * m + 2 * N * N + p * m)  # W X, phi of it and Z; the system and its factor
+            flops = 2 * N * p * m + N * N * n + gammas * (N**3 / 3 + 2 * N * m)
+        else:  # Z^T Z and Z^T Z_test accumulated over row blocks, n x n system
+            memory = BYTES * (3 * n * n + n * n_test + 2 * 4096 * m + p * m)
+            flops = 2 * N * p * m + N * n * n + 2 * N * n * n_test + gammas * (n**3 / 3 + 2 * n * n_test)
+        threads = 4 if runs * flops > 1e13 else 1  # BLAS threads of the one process
+        return {"threads": threads, "memory": float(memory), "seconds": runs * flops / (BLAS3_FLOPS_PER_SECOND * threads)}
+
     # -- empirical ---------------------------------------------------------------------------------
     def simulate(self, cell: Cell, ctx: RunContext) -> Any:
         import xarray as xr

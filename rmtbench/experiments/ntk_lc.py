@@ -151,6 +151,22 @@ class NTKLossless(Experiment):
         return short_hash({"data": data_key(cell), "activation": cell["activation"], "depth": cell["depth"],
                            "seed": cell.root_seed})
 
+    def resource_estimate(self, cells: list[Cell], *, step: str) -> dict[str, float]:
+        """Features of every layer of each trained network (no n-by-n matrix); the theory is per-layer scalars."""
+        from rmtbench.resources import BYTES, FLOPS_PER_SECOND, _input_dim
+
+        if step != "simulate":
+            return {"threads": 1, "memory": 100e6, "seconds": 30.0}
+        cell = cells[0]
+        n, n_test, width, depth = int(cell["n"]), int(cell["n_test"]), int(cell["width"]), int(cell["depth"])
+        m, p, classes = n + n_test, _input_dim(cell), 10
+        networks = 5 + len(cell["eps"])  # original, NTK-LC per eps, without quantisation, 3 heuristic baselines
+        memory = BYTES * (p * m + 4 * depth * width * m + 8 * (p * width + depth * width * width) + 4 * int(cell["ntk_samples"]) ** 2)
+        forward = 2 * m * (p * width + (depth - 1) * width * width)
+        readout = 6 * int(cell["epochs"]) * n * width * classes
+        flops = int(cell["seeds"]) * networks * (forward + readout)
+        return {"threads": 1, "memory": float(memory), "seconds": flops / FLOPS_PER_SECOND}
+
     def simulate(self, cell: Cell, ctx: RunContext) -> Any:
         import xarray as xr
 

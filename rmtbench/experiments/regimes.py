@@ -150,6 +150,16 @@ class LinearizationRegimes(Experiment):
     def theory_key(self, cell: Cell) -> str:
         return short_hash({"activation": cell["activation"], "lln": cell["lln_curvature"], "clt": cell["clt_curvature"]})
 
+    def resource_estimate(self, cells: list[Cell], *, step: str) -> dict[str, float]:
+        """No n-by-n matrix: chunks of draws x n for the simulation, one-dimensional quadrature for the theory."""
+        from rmtbench.resources import BYTES, FLOPS_PER_SECOND
+
+        if step != "simulate":
+            return {"threads": 1, "memory": 50e6, "seconds": 10.0}
+        n, draws = int(cells[0]["n"]), int(cells[0]["draws"])
+        memory = BYTES * (3 * DRAW_CHUNK * n + 4 * draws)  # a chunk of x, its products; per-draw results
+        return {"threads": 1, "memory": float(memory), "seconds": 50.0 * draws * n / FLOPS_PER_SECOND}
+
     def _lin(self, cell: Cell) -> Linearizations:
         return linearizations(cell["activation"], lln_curvature=cell["lln_curvature"], clt_curvature=cell["clt_curvature"])
 

@@ -18,4 +18,4 @@ rule theory:
         runtime=lambda wildcards, attempt: rule_resources(SWEEP, "theory", wildcards.experiment, wildcards.key, attempt)["runtime"],
     shell:
         "{RMTBENCH} theory --sweep {input} --experiment {wildcards.experiment} --key {wildcards.key}"
-        " --out {output} > {log} 2>&1"
+        " --threads {threads} --out {output} > {log} 2>&1"
