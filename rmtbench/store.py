@@ -27,13 +27,18 @@ ZARR_FORMAT = 2
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this host (a zombie, killed but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # Linux: a killed writer whose parent died may stay a zombie for long (containers without init)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _host() -> str:

@@ -176,6 +176,25 @@ def test_temporary_store_of_a_live_writer_is_left_alone(tmp_path):
     assert remove_orphans(tmp_path) == [dead] and live.exists()
 
 
+def test_a_killed_writer_that_nobody_reaped_counts_as_dead(tmp_path):
+    # A SIGKILLed job whose parent died too stays a zombie until someone reaps it, forever in a
+    # container without an init process; its temporary store must still count as orphaned.
+    from rmtbench.store import TMP_MARK, is_orphan, temporary_path
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z":  # not reaped yet
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        store = tmp_path / temporary_path(tmp_path / "a.zarr").name.replace(f"{TMP_MARK}{os.getpid()}-", f"{TMP_MARK}{proc.pid}-")
+        store.mkdir()
+        assert is_orphan(store)
+    finally:
+        proc.wait()
+
+
 def test_temporary_store_written_on_another_host_is_never_removed(tmp_path):
     # On a cluster, jobs on several nodes write into the same results folder. A pid means nothing on
     # another node: deleting a store another node is still writing would let that job rename a

@@ -60,9 +60,10 @@ def test_own_cost_models_cover_the_measured_peak_memory(tmp_path, name):
     sweep = load_sweep(config)
     cell = sweep.experiments["e"].cells[0]
     asked = rule_resources(sweep, "simulate", "e", cell.id)
-    # the child reports its own peak (RUSAGE_CHILDREN would mix in every earlier child of this process)
-    script = ("import resource, sys; from rmtbench.cli import main; rc = main(sys.argv[1:]); "
-              "print('PEAK_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+    # The child reports the peak of its own address space, VmHWM (getrusage's ru_maxrss survives execve and
+    # so may report the forked pytest process's size; RUSAGE_CHILDREN mixes in every earlier child).
+    script = ("import re, sys; from pathlib import Path; from rmtbench.cli import main; rc = main(sys.argv[1:]); "
+              "print('PEAK_KIB', re.search(r'VmHWM:\\s+(\\d+)', Path('/proc/self/status').read_text()).group(1)); sys.exit(rc)")
     result = subprocess.run([sys.executable, "-c", script, "simulate", "--sweep", str(path), "--experiment", "e",
                              "--cell", cell.id, "--out", str(tmp_path / "cell.zarr"), "--threads", str(asked["threads"])],
                             capture_output=True, text=True, timeout=600, cwd=tmp_path)

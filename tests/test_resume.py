@@ -82,14 +82,24 @@ def _marked_incomplete(project: Path) -> set[str]:
 def _kill_group_and_stragglers(proc: subprocess.Popen, project: Path) -> None:
     import psutil
 
+    group = [p for p in psutil.process_iter(["pid"]) if _in_group(p, proc.pid)]
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     for other in psutil.process_iter(["pid", "cwd"]):  # anything of ours that left the group
         try:
             if other.info["cwd"] == str(project) and other.pid != os.getpid():
                 other.kill()
+                group.append(other)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
+    psutil.wait_procs(group, timeout=10)  # SIGKILL is delivered asynchronously
+
+
+def _in_group(process, pgid: int) -> bool:
+    try:
+        return os.getpgid(process.pid) == pgid
+    except OSError:
+        return False
 
 
 def _reference(tmp: Path, client) -> "xr.Dataset":
