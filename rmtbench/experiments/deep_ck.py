@@ -438,7 +438,9 @@ def spectra_figures(ds: Any, outdir: Path) -> list[Path]:
             ax.set_xlabel("eigenvalue")
         axes[0][0].set_ylabel("density")
         legend_below(fig, axes[0][-1], ncol=3)
-        fig.suptitle(f"{key['activations']} · W {key['weights']} · {key['dataset']} · n={n}, d/n={ratio:g}", y=1.04)
+        two_line_titles = any("\n" in ax.get_title() for ax in axes[0])
+        fig.suptitle(f"{key['activations']} · W {key['weights']} · {key['dataset']} · n={n}, d/n={ratio:g}",
+                     y=1.12 if two_line_titles else 1.04)
         name = f"deep_ck_spectra-{key['activations']}-{key['weights']}-{key['dataset']}-n{n}"
         seeds = int(sub["ck_ones"].count("seed").max()) if "ck_ones" in sub else 0
         caption = (
