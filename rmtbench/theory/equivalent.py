@@ -162,10 +162,10 @@ def _residual(
 
     Working with u rather than δ keeps the unknown bounded near z = 0, where δ blows up when d < n.
     """
-    t = (sp.d / sp.n) * sp.values[:, None] * u[None, :] - z[None, :]
-    wl = (sp.weights * sp.values)[:, None]
-    s1 = np.sum(wl / t, axis=0) / sp.n
-    s2 = np.sum(wl / t**2, axis=0) / sp.n
+    inv = 1.0 / ((sp.d / sp.n) * sp.values[:, None] * u[None, :] - z[None, :])  # one complex division per entry
+    wl = sp.weights * sp.values / sp.n
+    s1 = wl @ inv
+    s2 = wl @ (inv * inv)
     F = 1.0 - u - u * s1
     dF = -1.0 + z * s2
     scale = np.maximum(1.0, np.maximum(np.abs(u), np.abs(u * s1)))
