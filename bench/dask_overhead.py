@@ -70,7 +70,7 @@ def main() -> None:
     p.add_argument("--d-over-n", type=float, default=4.0)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--block-rows", type=int, default=1024, help="rmtbench's feature rows per Dask task")
+    p.add_argument("--block-rows", type=int, default=1024, help="compute.block_rows (the rf_ridge Gram ignores it: fixed stripes)")
     p.add_argument("--rounds", type=int, default=2)
     args = p.parse_args()
     n = args.n or (1024 if args.quick else 2048)
@@ -82,7 +82,7 @@ def main() -> None:
     table = Table(f"dask-overhead: one rf_ridge cell through the LocalCluster vs plain numpy (n = {n}, "
                   f"d = {int(args.d_over_n * n)}, p = 784, n_test = 512, {args.seeds} seeds)",
                   ["path", "wall s (best)", "wall s (median)", "CPU s (best)", "ratio to numpy (best wall)", "ratio (best CPU)"])
-    table.notes.append(f"rmtbench: LocalCluster of {args.workers} single-threaded workers, block_rows = {args.block_rows}, "
+    table.notes.append(f"rmtbench: LocalCluster of {args.workers} single-threaded workers, Gram in fixed stripes of 8192 rows, "
                        f"data generated inside the cell; numpy: {args.workers} BLAS threads, 4096-row blocks, data generated "
                        f"inside the timed call too; {args.rounds} interleaved rounds after a warm-up")
     thread_cpu: list[float] = []

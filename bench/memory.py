@@ -10,7 +10,6 @@ Usage::
 
     python bench/memory.py                 # n = 4096, d = 4096, 16384, 65536
     python bench/memory.py --quick         # n = 2048, d = 2048, 8192, 32768 (the same d/n ratios)
-    python bench/memory.py --block-rows 4096
 """
 from __future__ import annotations
 
@@ -42,7 +41,7 @@ def main() -> None:
     p.add_argument("--n", type=int)
     p.add_argument("--widths", help="comma-separated d values")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--block-rows", type=int, default=1024)
+    p.add_argument("--block-rows", type=int, default=1024, help="compute.block_rows (the rf_ridge Gram ignores it: fixed stripes)")
     p.add_argument("--child", help="internal: run one cell n,d and print JSON")
     args = p.parse_args()
     if args.child:
@@ -53,7 +52,7 @@ def main() -> None:
     widths = [int(w) for w in args.widths.split(",")] if args.widths else [n, 4 * n, 16 * n]
     table = Table(f"memory: peak resident memory of one rf_ridge cell (n = {n}, n_test = 512, p = 784, 1 seed)",
                   ["d", "units of 512 rows", "baseline GiB", "peak GiB", "peak - baseline GiB", "growth of peak", "wall s"])
-    table.notes += [f"LocalCluster of {args.workers} single-threaded workers, block_rows = {args.block_rows}; "
+    table.notes += [f"LocalCluster of {args.workers} single-threaded workers, Gram in fixed stripes of 8192 rows; "
                     f"RSS summed over the process and its workers, sampled every 20 ms; rmtbench from {rmtbench_location()}",
                     f"one n x n float64 matrix is {gib(8 * n * n):.3f} GiB"]
     results = []
