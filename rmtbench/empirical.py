@@ -59,10 +59,10 @@ class RandomFeatureMap:
 
 
 def _stripe_products(fmap: RandomFeatureMap, X: np.ndarray, X_test: np.ndarray | None,
-                     lo: int, hi: int) -> tuple[np.ndarray, np.ndarray | None]:
+                     lo: int, hi: int, _after: None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Upper triangle of Phi_s^T Phi_s and Phi_s^T Phi_test_s for the stripe of units ``[lo, hi)``.
 
-    The units are accumulated in order, in place (``syrk``/``gemm`` with beta = 1), into one n-by-n
+    ``_after`` is a scheduling token (see :func:`gram_graph`); its value is unused. The units are accumulated in order, in place (``syrk``/``gemm`` with beta = 1), into one n-by-n
     (and one n-by-n_test) Fortran-ordered accumulator: no n-by-n temporary per unit.
     """
     from scipy.linalg.blas import dgemm, dsyrk
@@ -105,11 +105,6 @@ def _done(part: Any) -> None:
     return None
 
 
-def _stripe_after(fmap: RandomFeatureMap, X: np.ndarray, X_test: np.ndarray | None, lo: int, hi: int,
-                  _after: None) -> tuple[np.ndarray, np.ndarray | None]:
-    return _stripe_products(fmap, X, X_test, lo, hi)
-
-
 def gram_graph(fmap: RandomFeatureMap, X: Any, X_test: Any = None, *, in_flight: int = 2) -> Any:
     """A Dask ``Delayed`` for ``(upper(Phi^T Phi), Phi^T Phi_test)``, unnormalised.
 
@@ -124,7 +119,7 @@ def gram_graph(fmap: RandomFeatureMap, X: Any, X_test: Any = None, *, in_flight:
 
     if in_flight < 1:
         raise ValueError(f"in_flight must be >= 1, got {in_flight}")
-    stripe = dask.delayed(_stripe_after, pure=True)
+    stripe = dask.delayed(_stripe_products, pure=True)
     fold = dask.delayed(_fold, pure=True)
     done = dask.delayed(_done, pure=True)
     total, tokens = None, []

@@ -37,7 +37,8 @@ BATCH_MAX_THREADS = 1
 """... and it needs one thread."""
 
 
-def _input_dim(cell: Any) -> int:
+def input_dim(cell: Any) -> int:
+    """Input dimension p of a cell's data: the data set's ``p``, or ``p_over_n`` x n, else 784."""
     spec = cell.options.get("dataset_spec", {})
     if spec.get("p") is not None:
         return int(spec["p"])
@@ -94,7 +95,7 @@ def estimate(cells: list[Any], *, step: str, block_rows: int = 1024) -> dict[str
     cell = cells[0]
     n = int(cell.get("n", 1024))
     n_test = int(cell.get("n_test", 0) or 0)
-    p = _input_dim(cell)
+    p = input_dim(cell)
     seeds = int(cell.get("seeds", 1) or 1)
     depth = _depth(cell)
     d = max((_width(c, n) for c in cells), default=n)
@@ -154,7 +155,7 @@ def job_resources(kind: Any, cells: list[Any], *, step: str, attempt: int = 1, b
 
 def _estimate(kind: Any, cells: list[Any], *, step: str, block_rows: int) -> dict[str, float]:
     """The kind's own :meth:`~rmtbench.experiments.base.Experiment.resource_estimate`, else :func:`estimate`."""
-    own = kind.resource_estimate(cells, step=step) if kind is not None and hasattr(kind, "resource_estimate") else None
+    own = None if kind is None else kind.resource_estimate(cells, step=step)
     return own if own is not None else estimate(cells, step=step, block_rows=block_rows)
 
 

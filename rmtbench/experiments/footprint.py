@@ -139,12 +139,12 @@ class Footprint(Experiment):
 
     def resource_estimate(self, cells: list[Cell], *, step: str) -> dict[str, float] | None:
         """One process: the smaller of the primal (N x N) and dual (n x n) systems per feature map and seed."""
-        from rmtbench.resources import BLAS3_FLOPS_PER_SECOND, BYTES, _input_dim
+        from rmtbench.resources import BLAS3_FLOPS_PER_SECOND, BYTES, input_dim
 
         if step != "simulate":
             return None  # the expected kernel and its eigendecomposition: the generic estimate fits
         cell = cells[0]
-        n, n_test, N, p = int(cell["n"]), int(cell["n_test"]), int(cell["n_features"]), _input_dim(cell)
+        n, n_test, N, p = int(cell["n"]), int(cell["n_test"]), int(cell["n_features"]), input_dim(cell)
         m, gammas, runs = n + n_test, len(cell["gamma"]), int(cell["seeds"]) * len(cell["feature_maps"])
         if N <= n:  # features formed whole, N x N system
             memory = BYTES * (3 * N * m + 2 * N * N + p * m)  # W X, phi of it and Z; the system and its factor

@@ -153,13 +153,13 @@ class NTKLossless(Experiment):
 
     def resource_estimate(self, cells: list[Cell], *, step: str) -> dict[str, float]:
         """Features of every layer of each trained network (no n-by-n matrix); the theory is per-layer scalars."""
-        from rmtbench.resources import BYTES, FLOPS_PER_SECOND, _input_dim
+        from rmtbench.resources import BYTES, FLOPS_PER_SECOND, input_dim
 
         if step != "simulate":
             return {"threads": 1, "memory": 100e6, "seconds": 30.0}
         cell = cells[0]
         n, n_test, width, depth = int(cell["n"]), int(cell["n_test"]), int(cell["width"]), int(cell["depth"])
-        m, p, classes = n + n_test, _input_dim(cell), 10
+        m, p, classes = n + n_test, input_dim(cell), 10
         networks = 5 + len(cell["eps"])  # original, NTK-LC per eps, without quantisation, 3 heuristic baselines
         memory = BYTES * (p * m + 4 * depth * width * m + 8 * (p * width + depth * width * width) + 4 * int(cell["ntk_samples"]) ** 2)
         forward = 2 * m * (p * width + (depth - 1) * width * width)
