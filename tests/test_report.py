@@ -161,10 +161,10 @@ def test_linked_images_and_a_missing_caption(project: Path, tmp_path: Path):
     assert "Figures without a caption: rf/zz_uncaptioned.png" in "".join(page.text)
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome"))), None)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt package 'chromium'); the screenshot check needs it")
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt package 'chromium-headless-shell' or 'chromium'); the screenshot check needs it")
 def test_report_renders_in_headless_chromium(project: Path, tmp_path: Path):
     """The browser decodes the embedded figures: the screenshot holds the figures' red (#d62728) pixels."""
     import matplotlib.image
