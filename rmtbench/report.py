@@ -198,6 +198,50 @@ def _table_html(path: Path, out_dir: Path) -> str:
     )
 
 
+def _activations_used(sweep: Any) -> set[str]:
+    """Canonical names of the activations the sweep's cells name (``activation`` or ``activations``)."""
+    from rmtbench.activations import get_activation
+
+    used: set[str] = set()
+    for plan in sweep.experiments.values():
+        for cell in plan.cells:
+            specs = [cell.point.get("activation")] + list(cell.point.get("activations") or [])
+            for spec in specs:
+                if spec is not None:
+                    used.add(get_activation(spec).name)
+    return used
+
+
+def _coefficient(value: float) -> str:
+    # below the quadrature's accuracy (about 1e-13) a coefficient is zero: print it so
+    return "0" if abs(value) < 1e-12 else f"{value:.6g}"
+
+
+def _activation_table_html(sweep: Any) -> str:
+    """Hermite coefficients, ν and the conjugate-kernel α's of every registered activation at τ = 1."""
+    from rmtbench.activations import activation_names, alpha_coefficients, gaussian_moments, hermite_coefficients, hermite_nu
+
+    used = _activations_used(sweep)
+    head = ("<tr><th>activation</th><th>in this sweep</th><th>a<sub>0</sub></th><th>a<sub>1</sub></th><th>a<sub>2</sub></th>"
+            "<th>a<sub>3</sub></th><th>ν = E φ²</th><th>E φ′</th><th>E φ″</th><th>α<sub>0</sub></th><th>α<sub>1</sub></th>"
+            "<th>α<sub>2</sub></th></tr>")
+    rows = []
+    for name in activation_names():
+        a = hermite_coefficients(name, tau=1.0, order=3)
+        m = gaussian_moments(name, tau=1.0)
+        alpha = alpha_coefficients(name, tau=1.0)
+        cells = [*a, hermite_nu(name, tau=1.0), m.d1, m.d2, *alpha[:3]]
+        rows.append(f"<tr><td>{_e(name)}</td><td>{'yes' if name in used else ''}</td>"
+                    + "".join(f"<td>{_coefficient(v)}</td>" for v in cells) + "</tr>")
+    return ("<h2 id='activations'>Activations</h2>"
+            "<p>Normalised Hermite coefficients a<sub>k</sub> = E[φ(ξ) He<sub>k</sub>(ξ)]/√k! and ν = E φ(ξ)² at τ = 1 "
+            "(formula sheet sec. 1; quadrature split at the kinks, about 1e-13), the Stein moments E φ′(ξ), E φ″(ξ) "
+            "(weak derivatives), and the conjugate-kernel coefficients α<sub>0</sub> = Var φ − (E φ′)², α<sub>1</sub> = (E φ′)², "
+            "α<sub>2</sub> = (E φ″)²/4 (formula sheet sec. 4.2; α<sub>3</sub> = 2α<sub>2</sub>). At another data scale τ use "
+            "<code>rmtbench.hermite_coefficients(name, tau=τ)</code> and <code>rmtbench.alpha_coefficients(name, tau=τ)</code>.</p>"
+            f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>")
+
+
 def _provenance_html(sections: list[ExperimentSection], sweep: Any) -> str:
     revisions = {s.name: s.attrs.get("git_revision") for s in sections if s.attrs}
     versions: dict[str, set[str]] = {}
@@ -248,7 +292,7 @@ def render_report(sections: list[ExperimentSection], sweep: Any, out_dir: Path, 
     nav = ["<nav><h2>Contents</h2><ul>"]
     for s in sections:
         nav.append(f"<li><a href='#{_anchor('exp', s.name)}'>{_e(s.name)}</a> ({_e(s.kind)}, {len(s.figures)} figure(s))</li>")
-    nav.append("<li><a href='#provenance'>Provenance</a></li></ul></nav>")
+    nav.append("<li><a href='#activations'>Activations</a></li><li><a href='#provenance'>Provenance</a></li></ul></nav>")
 
     body = []
     number = 0
@@ -274,7 +318,7 @@ def render_report(sections: list[ExperimentSection], sweep: Any, out_dir: Path, 
             body.append("<p class='meta'>No figures yet.</p>")
         if s.table is not None:
             body.append(_table_html(s.table, out_dir))
-    return head + "".join(nav) + "".join(body) + _provenance_html(sections, sweep) + "</body></html>\n"
+    return head + "".join(nav) + "".join(body) + _activation_table_html(sweep) + _provenance_html(sections, sweep) + "</body></html>\n"
 
 
 def build_report(sweep: Any, out_html: str | os.PathLike[str] | None = None, *, embed: bool = True) -> Path:

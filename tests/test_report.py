@@ -138,6 +138,22 @@ def test_error_table_and_provenance(project: Path):
     assert '"seed": 5' in text and '"sweep": "tiny"' in text
 
 
+def test_activation_table_lists_every_registered_activation(project: Path):
+    """Issue 3: the Hermite coefficients of every registered activation are a table of the report."""
+    from rmtbench.activations import activation_names, hermite_coefficients
+
+    page = (project / "results/tiny/report.html").read_text(encoding="utf-8")
+    table = page[page.index("id='activations'"):]
+    table = table[: table.index("</table>")]
+    rows = {row.split("</td>", 1)[0]: row for row in table.split("<tr><td>")[1:]}
+    assert set(rows) == set(activation_names())
+    assert "<td>yes</td>" in rows["relu"] and "<td>yes</td>" in rows["erf"] and "<td>yes</td>" not in rows["tanh"]
+    for name in ("relu", "erf", "cos"):
+        cells = [c.split(">")[-1] for c in rows[name].split("</td>")[2:6]]
+        expected = [0.0 if abs(a) < 1e-12 else a for a in hermite_coefficients(name, order=3)]
+        np.testing.assert_allclose([float(c) for c in cells], expected, rtol=1e-5, atol=0)
+
+
 def test_partial_sweep_is_reported(project: Path):
     text = " ".join(_parse(project / "results/tiny/report.html").text)
     assert "2 of 2 cells computed" in text
