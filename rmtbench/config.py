@@ -63,9 +63,10 @@ def _top_schema() -> dict[str, Any]:
                 "properties": {
                     "block_rows": {
                         "type": "integer", "minimum": REDUCTION_ROWS, "default": 1024,
-                        "description": (f"Feature rows per Dask task in deep-net forward passes, baseline feature maps and matrix-free "
-                                        f"products, a multiple of {REDUCTION_ROWS} (random-feature Grams use fixed stripes of "
-                                        f"{REDUCTION_ROWS * STRIPE_UNITS} rows); never changes a number."),
+                        "description": (f"Feature rows formed at once: per Dask task in deep-net forward passes, baseline feature maps "
+                                        f"and matrix-free products, per W X product inside the random-feature Grams' fixed stripes of "
+                                        f"{REDUCTION_ROWS * STRIPE_UNITS} rows (capped there); a multiple of {REDUCTION_ROWS}. "
+                                        f"Changes memory and speed, never a number."),
                     },
                 },
             },

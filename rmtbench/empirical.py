@@ -59,11 +59,14 @@ class RandomFeatureMap:
 
 
 def _stripe_products(fmap: RandomFeatureMap, X: np.ndarray, X_test: np.ndarray | None,
-                     lo: int, hi: int, _after: None = None) -> tuple[np.ndarray, np.ndarray | None]:
+                     lo: int, hi: int, block_units: int = 1, _after: None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Upper triangle of Phi_s^T Phi_s and Phi_s^T Phi_test_s for the stripe of units ``[lo, hi)``.
 
-    ``_after`` is a scheduling token (see :func:`gram_graph`); its value is unused. The units are accumulated in order, in place (``syrk``/``gemm`` with beta = 1), into one n-by-n
-    (and one n-by-n_test) Fortran-ordered accumulator: no n-by-n temporary per unit.
+    ``_after`` is a scheduling token (see :func:`gram_graph`); its value is unused. Features are formed
+    ``block_units`` units at a time (one ``W X`` product per block: the cache/memory knob
+    ``compute.block_rows``), and the units are accumulated one by one, in order, in place
+    (``syrk``/``gemm`` with beta = 1) into one n-by-n (and one n-by-n_test) Fortran-ordered
+    accumulator: no n-by-n temporary per unit, and the same sums whatever the block.
     """
     from scipy.linalg.blas import dgemm, dsyrk
 
@@ -72,22 +75,28 @@ def _stripe_products(fmap: RandomFeatureMap, X: np.ndarray, X_test: np.ndarray |
 
     phi = get_activation(fmap.activation).phi
     gram = cross = None
+    if block_units < 1:
+        raise ValueError(f"block_units must be >= 1, got {block_units}")
     with single_blas_thread():
-        for unit in range(lo, hi):
-            start = unit * REDUCTION_ROWS
-            W = fmap.weights(start, min(start + REDUCTION_ROWS, fmap.width), X.shape[0])
+        for first in range(lo, hi, block_units):
+            block_start = first * REDUCTION_ROWS
+            block_stop = min(min(first + block_units, hi) * REDUCTION_ROWS, fmap.width)
+            W = fmap.weights(block_start, block_stop, X.shape[0])
             # C-contiguous (rows x n) is Fortran-contiguous (n x rows): BLAS reads it without a copy
-            features = np.ascontiguousarray(phi(W @ X))
-            if gram is None:
-                gram = dsyrk(1.0, features.T, trans=0, lower=0)
-            else:
-                gram = dsyrk(1.0, features.T, beta=1.0, c=gram, trans=0, lower=0, overwrite_c=1)
-            if X_test is not None:
-                test = np.ascontiguousarray(phi(W @ X_test))
-                if cross is None:
-                    cross = dgemm(1.0, features.T, test.T, trans_b=1)
+            block = np.ascontiguousarray(phi(W @ X))
+            block_test = None if X_test is None else np.ascontiguousarray(phi(W @ X_test))
+            for offset in range(0, block_stop - block_start, REDUCTION_ROWS):
+                features = block[offset : offset + REDUCTION_ROWS]  # one unit: rows of a C array stay contiguous
+                if gram is None:
+                    gram = dsyrk(1.0, features.T, trans=0, lower=0)
                 else:
-                    cross = dgemm(1.0, features.T, test.T, trans_b=1, beta=1.0, c=cross, overwrite_c=1)
+                    gram = dsyrk(1.0, features.T, beta=1.0, c=gram, trans=0, lower=0, overwrite_c=1)
+                if block_test is not None:
+                    test = block_test[offset : offset + REDUCTION_ROWS]
+                    if cross is None:
+                        cross = dgemm(1.0, features.T, test.T, trans_b=1)
+                    else:
+                        cross = dgemm(1.0, features.T, test.T, trans_b=1, beta=1.0, c=cross, overwrite_c=1)
     return gram, cross
 
 
@@ -105,7 +114,8 @@ def _done(part: Any) -> None:
     return None
 
 
-def gram_graph(fmap: RandomFeatureMap, X: Any, X_test: Any = None, *, in_flight: int = 2) -> Any:
+def gram_graph(fmap: RandomFeatureMap, X: Any, X_test: Any = None, *, in_flight: int = 2,
+               block_rows: int = REDUCTION_ROWS) -> Any:
     """A Dask ``Delayed`` for ``(upper(Phi^T Phi), Phi^T Phi_test)``, unnormalised.
 
     ``X`` and ``X_test`` may be arrays or ``Delayed`` objects (pass delayed objects to share one copy
@@ -114,17 +124,22 @@ def gram_graph(fmap: RandomFeatureMap, X: Any, X_test: Any = None, *, in_flight:
     waits for the fold of stripe ``k - in_flight`` (a scheduling token that never changes a number),
     so at most ``in_flight`` stripes wait beside the accumulator: memory does not grow with the width.
     Use the number of worker threads (:attr:`rmtbench.experiments.base.RunContext.in_flight`).
+    ``block_rows`` (a multiple of :data:`~rmtbench.reduction.REDUCTION_ROWS`) is how many feature rows
+    a stripe forms at once; the units are still summed one by one in the same order, so it changes
+    memory and speed, never a number.
     """
     import dask
 
     if in_flight < 1:
         raise ValueError(f"in_flight must be >= 1, got {in_flight}")
+    if block_rows < REDUCTION_ROWS or block_rows % REDUCTION_ROWS:
+        raise ValueError(f"block_rows must be a positive multiple of {REDUCTION_ROWS}, got {block_rows}")
     stripe = dask.delayed(_stripe_products, pure=True)
     fold = dask.delayed(_fold, pure=True)
     done = dask.delayed(_done, pure=True)
     total, tokens = None, []
     for k, (lo, hi) in enumerate(stripes(fmap.units)):
-        part = stripe(fmap, X, X_test, lo, hi, tokens[k - in_flight] if k >= in_flight else None)
+        part = stripe(fmap, X, X_test, lo, hi, block_rows // REDUCTION_ROWS, tokens[k - in_flight] if k >= in_flight else None)
         total = part if total is None else fold(total, part)
         tokens.append(done(total))
     return total

@@ -36,12 +36,16 @@ def test_a_wide_gram_over_several_stripes_matches_the_features_formed_whole():
 
 
 @pytest.mark.parametrize("law", ["gaussian", "rademacher"])
-def test_gram_is_bitwise_identical_for_any_worker_count_and_lookahead(law, local_client):
+def test_gram_is_bitwise_identical_for_any_worker_count_lookahead_and_block(law, local_client):
     fmap, X, X_test = _problem(d=17000, law=law)
     reference = compute(None, gram_graph(fmap, X, X_test))[0]
     variants = [compute(local_client, gram_graph(fmap, X, X_test))[0],
                 compute(local_client, gram_graph(fmap, X, X_test, in_flight=1))[0],
-                compute(None, gram_graph(fmap, X, X_test, in_flight=5))[0]]
+                compute(None, gram_graph(fmap, X, X_test, in_flight=5))[0],
+                # feature blocks of 4, 3 and 16 units (the last stripe, 2 units, ends a block early)
+                compute(local_client, gram_graph(fmap, X, X_test, block_rows=4 * 512))[0],
+                compute(None, gram_graph(fmap, X, X_test, block_rows=3 * 512))[0],
+                compute(local_client, gram_graph(fmap, X, X_test, block_rows=16 * 512))[0]]
     with dask_client({"mode": "local", "workers": 1}, threads=2) as one_worker_two_threads:
         variants.append(compute(one_worker_two_threads, gram_graph(fmap, X, X_test))[0])
     for upper, cross in variants:

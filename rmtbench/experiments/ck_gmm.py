@@ -119,7 +119,7 @@ class ConjugateKernelGMM(Experiment):
         gram = dask.delayed(_seed_gram, pure=True)
         graphs = [gram(gram_graph(RandomFeatureMap(cell["activation"], law, d, cell.root_seed,
                                                    ("ck_gmm", data_key(cell), law.label, seed)),
-                                  X, in_flight=ctx.in_flight), d)
+                                  X, in_flight=ctx.in_flight, block_rows=ctx.block_rows), d)
                   for seed in range(seeds)]
         grams = compute(ctx.client, *graphs)
         kernel = np.mean(grams, axis=0)

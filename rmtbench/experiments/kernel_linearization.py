@@ -156,7 +156,7 @@ class KernelLinearization(Experiment):
             for seed in range(int(cell["seeds"])):
                 # Same key for every activation and width: common random numbers, nested widths.
                 fmap = RandomFeatureMap(cell["activation"], law, d, cell.root_seed, ("sphere_rf", data_key(cell), law.label, seed))
-                graphs.append(measure(gram_graph(fmap, X_delayed, None, in_flight=ctx.in_flight), k_delayed, float(d)))
+                graphs.append(measure(gram_graph(fmap, X_delayed, None, in_flight=ctx.in_flight, block_rows=ctx.block_rows), k_delayed, float(d)))
             results = list(compute(ctx.client, *graphs))
             matrix = f"empirical Gram Phi^T Phi / d with d = {d} Gaussian random features"
         # Norms of the references: ||bulk|| = shift + a1^2 ||X||^2 / tau^2; ||K_tilde|| (PSD) its top eigenvalue.

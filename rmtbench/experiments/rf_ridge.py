@@ -88,7 +88,7 @@ class RandomFeaturesRidge(Experiment):
         graphs = []
         for seed in range(int(cell["seeds"])):
             fmap = RandomFeatureMap(cell["activation"], law, width(cell), cell.root_seed, ("rf", data_key(cell), law.label, seed))
-            graphs.append(solve(gram_graph(fmap, X, X_test, in_flight=ctx.in_flight), data.y, data.y_test, gammas, n))
+            graphs.append(solve(gram_graph(fmap, X, X_test, in_flight=ctx.in_flight, block_rows=ctx.block_rows), data.y, data.y_test, gammas, n))
         results = compute(ctx.client, *graphs, label=f"{cell.experiment}/{cell.label}")
         stacked = {key: np.stack([r[key] for r in results]) for key in results[0]}
         return xr.Dataset(

@@ -163,7 +163,7 @@ class ScalingLaws(Experiment):
         X = dask.delayed(data.X)
         solve = dask.delayed(_solve_seed, pure=True)
         graphs = [solve(gram_graph(RandomFeatureMap(cell["activation"], law, d, cell.root_seed, ("scaling", data_key(cell), seed)),
-                                   X, in_flight=ctx.in_flight), data.y, gammas, n, d)
+                                   X, in_flight=ctx.in_flight, block_rows=ctx.block_rows), data.y, gammas, n, d)
                   for seed in range(seeds)]
         control = bool(cell["gaussian_control"])
         if control:
