@@ -53,7 +53,11 @@ def test_run_writes_gathered_store_table_and_figures(finished_sweep):
     assert mse_rows.rel_error.abs().max() < 0.5  # tiny n: only a sanity bound here
     figures = sorted(p.name for p in (out / "figures" / "rf").glob("*.png"))
     assert "double_descent-g-gaussian-n64.png" in figures
-    assert (out / "snakemake-report.html").stat().st_size > 10_000
+    page = (out / "snakemake-report.html").read_text()
+    assert len(page) > 10_000
+    # every figure's caption in the Snakemake report names the theory's source, the grid, the data and the seeds
+    assert page.count("LLC18 (seed eq. 9; formula sheet sec. 2)") == len(figures)
+    assert page.count("Root seed: 7.") == len(figures) and "seeds: 2" in page and "n_test = 32" in page
 
 
 def test_second_run_has_nothing_to_do(finished_sweep):
@@ -73,6 +77,25 @@ def test_export_data_reproduces_the_cell_data(finished_sweep):
     data = np.load(out)
     assert data["X_train"].shape == (32, 64) and data["X_test"].shape == (32, 32)
     assert set(np.unique(data["y_train"])) == {-1.0, 1.0}
+
+    # The exported arrays reproduce the stored MSEs of seed 0 by the plain ridge formula (Phi formed whole).
+    from rmtbench.activations import get_activation
+    from rmtbench.config import load_sweep
+    from rmtbench.experiments.common import data_key, width
+    from rmtbench.weights import weight_law, weight_rows
+
+    sweep = load_sweep(decode_attr(store, "config"), project_dir=finished_sweep)
+    cell = sweep.experiments["rf"].cell(cell_id)
+    law, d, n = weight_law(cell["weights"]), width(cell), 64
+    W = weight_rows(law, root_seed=cell.root_seed, key=("rf", data_key(cell), law.label, 0), start=0, stop=d, columns=32)
+    phi = get_activation(cell["activation"]).phi
+    Phi, Phi_test = phi(W @ data["X_train"]), phi(W @ data["X_test"])
+    gamma = float(store["gamma"][0])
+    alpha = np.linalg.solve(Phi.T @ Phi / n + gamma * np.eye(n), data["y_train"])
+    train = np.mean((data["y_train"] - Phi.T @ Phi @ alpha / n) ** 2)
+    test = np.mean((data["y_test"] - Phi_test.T @ Phi @ alpha / n) ** 2)
+    stored = store.sel({axis: cell.point[axis] for axis in cell.axes}).isel(seed=0, gamma=0)
+    np.testing.assert_allclose([train, test], [float(stored["train_mse"]), float(stored["test_mse"])], rtol=1e-9)
 
 
 def test_dry_run_of_the_default_config_is_fast():
