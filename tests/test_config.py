@@ -114,9 +114,10 @@ def test_yaml_tags_are_never_executed(tmp_path):
         load_sweep(path)
 
 
-def test_shipped_configs_are_valid():
-    for name in ("config.yaml",):
-        load_sweep(ROOT / "config" / name, project_dir=ROOT)
+@pytest.mark.parametrize("name", ["config.yaml", "paper-small.yaml", "paper.yaml"])
+def test_shipped_configs_are_valid(name):
+    sweep = load_sweep(ROOT / "config" / name, project_dir=ROOT)
+    assert sum(len(plan.cells) for plan in sweep.experiments.values()) > 0
 
 
 def test_cli_reports_a_bad_config_in_one_line_without_traceback(tmp_path):

@@ -68,3 +68,18 @@ def test_rf_ridge_cell_is_bitwise_identical_across_worker_counts_and_settings(tm
         for name in ("train_mse", "test_mse", "eigenvalues"):
             assert np.array_equal(results[0][name].values, other[name].values), name
     assert np.isfinite(results[0]["test_mse"].values).all()
+
+
+def test_a_cell_on_an_existing_scheduler_by_address_gives_the_same_bits(tmp_path, local_client):
+    """dask.mode 'address': the job connects to a running scheduler (here the session's LocalCluster)."""
+    config = small_config()
+    config["experiments"][0]["grid"]["d_over_n"] = [20.0]  # 1280 features: three units
+    plan = load_sweep(config).experiments["rf"]
+    cell = plan.cells[0]
+    reference = plan.kind.simulate(cell, RunContext(data_dir=tmp_path, client=None, block_rows=512))
+    address = local_client.scheduler.address
+    with dask_client({"mode": "address", "address": address}, threads=1) as client:
+        assert client.scheduler.address == address and len(client.scheduler_info()["workers"]) == 2
+        result = plan.kind.simulate(cell, RunContext(data_dir=tmp_path, client=client, block_rows=1024))
+    for name in ("train_mse", "test_mse", "eigenvalues"):
+        assert np.array_equal(reference[name].values, result[name].values), name
