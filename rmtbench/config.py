@@ -68,6 +68,15 @@ def _top_schema() -> dict[str, Any]:
                                         f"{REDUCTION_ROWS * STRIPE_UNITS} rows (capped there); a multiple of {REDUCTION_ROWS}. "
                                         f"Changes memory and speed, never a number."),
                     },
+                    "slurm_node_minutes": {
+                        "type": "number", "exclusiveMinimum": 0, "default": 240,
+                        "description": "On a cluster: a Dask cell whose estimated single-node runtime (minutes) exceeds this runs as one "
+                                       "multi-task SLURM job whose tasks form its Dask cluster. Never changes a number.",
+                    },
+                    "slurm_max_tasks": {
+                        "type": "integer", "minimum": 1, "default": 16,
+                        "description": "Most SLURM tasks (Dask workers on several nodes) one cell may span. Never changes a number.",
+                    },
                 },
             },
             "dask": {

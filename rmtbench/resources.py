@@ -124,7 +124,8 @@ NODE_BUDGET_MINUTES = 240
 MAX_TASKS = 16
 
 
-def job_resources(kind: Any, cells: list[Any], *, step: str, attempt: int = 1, block_rows: int = 1024) -> dict[str, int]:
+def job_resources(kind: Any, cells: list[Any], *, step: str, attempt: int = 1, block_rows: int = 1024,
+                  node_minutes: float = NODE_BUDGET_MINUTES, max_tasks: int = MAX_TASKS) -> dict[str, int]:
     """Threads, ``mem_mb`` and ``runtime`` (minutes) for a ``simulate`` or ``theory`` job.
 
     Parameters
@@ -140,6 +141,9 @@ def job_resources(kind: Any, cells: list[Any], *, step: str, attempt: int = 1, b
         Snakemake's retry attempt (1 for the first try); memory and time scale with it.
     block_rows
         Feature rows per Dask task (``compute.block_rows``).
+    node_minutes, max_tasks
+        A Dask cell estimated to run longer than ``node_minutes`` on one node becomes a multi-task job
+        of up to ``max_tasks`` tasks (``compute.slurm_node_minutes``, ``compute.slurm_max_tasks``).
     """
     est = _estimate(kind, cells, step=step, block_rows=block_rows)
     mem_mb = int(math.ceil((est["memory"] / 2**20 + OVERHEAD_MB) * attempt))
@@ -147,8 +151,8 @@ def job_resources(kind: Any, cells: list[Any], *, step: str, attempt: int = 1, b
     # A Dask cell longer than one node's budget runs as a multi-task job whose tasks form its Dask
     # cluster (rmtbench.slurm); the feature units spread over the tasks' workers.
     tasks = 1
-    if step == "simulate" and getattr(kind, "uses_dask", False) and minutes > NODE_BUDGET_MINUTES:
-        tasks = min(MAX_TASKS, math.ceil(minutes / NODE_BUDGET_MINUTES))
+    if step == "simulate" and getattr(kind, "uses_dask", False) and minutes > node_minutes:
+        tasks = max(1, min(int(max_tasks), math.ceil(minutes / node_minutes)))
     runtime = int(math.ceil(minutes / tasks) * attempt)
     return {"threads": int(est["threads"]), "mem_mb": mem_mb, "runtime": max(MIN_RUNTIME, runtime), "tasks": tasks}
 
@@ -221,10 +225,14 @@ def rule_resources(sweep: Any, step: str, experiment: str, name: str, attempt: i
     """
     cells = _index(sweep).job_cells(step, experiment, name)
     kind = sweep.experiments[experiment].kind
-    return job_resources(kind, cells, step=step, attempt=attempt, block_rows=sweep.compute["block_rows"])
+    compute = sweep.compute
+    return job_resources(kind, cells, step=step, attempt=attempt, block_rows=compute["block_rows"],
+                         node_minutes=compute["slurm_node_minutes"], max_tasks=compute["slurm_max_tasks"])
 
 
 def rule_group(sweep: Any, step: str, experiment: str, name: str) -> str | None:
     """The Snakemake group of the job computing ``name`` (:func:`batch_group`); used on clusters only."""
+    if rule_resources(sweep, step, experiment, name)["tasks"] > 1:
+        return None  # a multi-task job is a SLURM job of its own
     cells = _index(sweep).job_cells(step, experiment, name)
     return batch_group(cells, step=step, block_rows=sweep.compute["block_rows"], kind=sweep.experiments[experiment].kind)

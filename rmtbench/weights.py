@@ -116,8 +116,18 @@ def weight_law(spec: str | Mapping[str, Any] | WeightLaw) -> WeightLaw:
             return WeightLaw("student_t", dof=_parse_float(option[3:], spec))
         return WeightLaw(spec)
     options = dict(spec)
+    if "law" not in options:
+        raise ValueError(f"a weight-law mapping needs the key 'law' (one of {', '.join(WEIGHT_LAWS)}), "
+                         f"e.g. {{law: ternary, eps: 0.9}}; got {dict(spec)!r}")
     name = options.pop("law")
-    return WeightLaw(name, **{k: float(v) for k, v in options.items()})
+    values = {}
+    for key, value in options.items():
+        try:
+            values[key] = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"weight-law parameter {key!r} must be a number (eps in [0, 1) for ternary, "
+                             f"dof > 2 for student_t); got {value!r}") from None
+    return WeightLaw(name, **values)
 
 
 def _parse_float(text: str, spec: str) -> float:

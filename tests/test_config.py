@@ -71,6 +71,7 @@ def test_malformed_configs_are_rejected_naming_the_key(config, needle):
     with pytest.raises(ConfigError) as info:
         load_sweep(config)
     assert needle in str(info.value)
+    assert len(str(info.value).split("': ", 1)[-1]) >= 20, str(info.value)  # what is wrong or allowed
 
 
 def test_unknown_activation_message_lists_the_allowed_values():

@@ -277,6 +277,8 @@ def test_more_malformed_configs_are_rejected_naming_the_key(mutate, needle):
     with pytest.raises(ConfigError) as info:
         load_sweep(_config(mutate))
     assert needle in str(info.value)
+    # and says what is wrong or allowed, not just the key ("'law'" alone failed this before the fix)
+    assert len(str(info.value).split("': ", 1)[-1]) >= 20, str(info.value)
 
 
 NON_FINITE = [

@@ -2,9 +2,12 @@
 
 1. A tiny sweep submitted with ``--profile profiles/slurm``: every cell (and the theory key) becomes
    a SLURM job of its own (``--group-components batch=1``), seen in ``squeue`` and in the per-job SLURM
-   logs, and the gathered store equals a local Snakemake run of the same config bit for bit.
-2. A two-task SLURM job runs one cell on a Dask cluster made of its tasks (``python -m rmtbench.slurm``,
-   scheduler-file mode), with the same numbers as the local run.
+   logs, and the gathered store equals a local Snakemake run of the same config bit for bit. The sweep
+   sets ``compute.slurm_node_minutes`` so low that every cell is a two-task job: Snakemake's executor
+   submits it with two tasks and the cell runs on a Dask cluster made of them.
+2. The same sweep with the profile's batching: the small jobs share one SLURM job; same bits.
+3. A two-task SLURM job submitted by hand runs one cell on a Dask cluster made of its tasks
+   (``python -m rmtbench.slurm``, scheduler-file mode), with the same numbers as the local run.
 
 Without SLURM (not root, cannot install, ...) both tests skip and say why.
 """
@@ -49,14 +52,46 @@ GATHERED = f"results/{SWEEP}/{EXPERIMENT}.zarr"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
-def make_project(where: Path) -> Path:
-    """A copy of the workflow (Snakefile, rules, profiles, configs) with the tiny sweep in sweep.yaml."""
+def make_project(where: Path, *, compute: dict | None = None) -> Path:
+    """A copy of the workflow (Snakefile, rules, profiles, configs) with the tiny sweep in sweep.yaml.
+
+    ``compute`` settings never change a number nor a cell id, so every variant is compared with one local run.
+    """
     where.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "Snakefile", where / "Snakefile")
     for folder in ("workflow", "profiles", "config"):
         shutil.copytree(ROOT / folder, where / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    (where / "sweep.yaml").write_text(yaml.safe_dump(TINY, sort_keys=False))
+    (where / "sweep.yaml").write_text(yaml.safe_dump({**TINY, **({"compute": compute} if compute else {})}, sort_keys=False))
     return where
+
+
+def submit(project: Path, slurm_cluster, *extra: str) -> tuple[str, list[str], float]:  # noqa: F811
+    """Run the tiny sweep with ``--profile profiles/slurm`` on the test SLURM: (output, squeue records, seconds)."""
+    # Account and partition for this cluster: what a user writes into profiles/slurm/config.yaml.
+    profile = project / "profiles/slurm/config.yaml"
+    settings = yaml.safe_load(profile.read_text())
+    settings["default-resources"]["slurm_partition"] = slurm_cluster.partition
+    settings["cores"] = slurm_cluster.cpus  # the widest (batch) job: at most one node's CPUs
+    profile.write_text(yaml.safe_dump(settings, sort_keys=False))
+    start = time.monotonic()
+    result = subprocess.run(
+        SNAKEMAKE + [
+            GATHERED, "--profile", "profiles/slurm", "--configfile", "sweep.yaml",
+            # no accounting database here: poll with squeue (MinJobAge=300), soon after submission
+            "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "5", *extra,
+        ],
+        cwd=project, env=slurm_cluster.env(), capture_output=True, text=True, timeout=420,
+    )
+    elapsed = time.monotonic() - start
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    run_id = re.search(r"SLURM run ID: (\S+)", output).group(1)
+    records = slurm_cluster.jobs(name=run_id)
+    print(f"\nSnakemake with --profile profiles/slurm {' '.join(extra)}: {elapsed:.0f} s; squeue --states=all --name {run_id}:")
+    print("JOBID|NAME|STATE|CPUS|MIN_MEMORY|TIME_LIMIT|NODES|COMMENT")
+    print("\n".join(records))
+    assert records and all(r.split("|")[2] == "COMPLETED" for r in records), records
+    return output, records, elapsed
 
 
 def sweep_of(project: Path):
@@ -109,42 +144,22 @@ def local_run(slurm_cluster, tmp_path_factory):  # noqa: F811  (SLURM first: no 
 def test_sweep_on_slurm_matches_local_run(slurm_cluster, local_run, tmp_path):  # noqa: F811
     from rmtbench.store import open_dataset
 
-    project = make_project(tmp_path / "cluster")
-    # Account and partition for this cluster: what a user writes into profiles/slurm/config.yaml.
-    profile = project / "profiles/slurm/config.yaml"
-    settings = yaml.safe_load(profile.read_text())
-    settings["default-resources"]["slurm_partition"] = slurm_cluster.partition
-    profile.write_text(yaml.safe_dump(settings, sort_keys=False))
-
-    start = time.monotonic()
-    result = subprocess.run(
-        SNAKEMAKE + [
-            GATHERED, "--profile", "profiles/slurm", "--configfile", "sweep.yaml",
-            # no accounting database here: poll with squeue (MinJobAge=300), soon after submission
-            "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "5",
-            "--group-components", "batch=1",  # one SLURM job per cell, to see each cell's job
-        ],
-        cwd=project, env=slurm_cluster.env(), capture_output=True, text=True, timeout=600,
-    )
-    elapsed = time.monotonic() - start
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-5000:]
-
-    run_id = re.search(r"SLURM run ID: (\S+)", output).group(1)
-    records = slurm_cluster.jobs(name=run_id)
-    print(f"\nSnakemake with --profile profiles/slurm: {elapsed:.0f} s; squeue --states=all --name {run_id}:")
-    print("JOBID|NAME|STATE|CPUS|MIN_MEMORY|TIME_LIMIT|NODES|COMMENT")
-    print("\n".join(records))
+    if slurm_cluster.cpus < 2:
+        pytest.skip("the one-node SLURM has fewer than 2 CPUs")
+    # every cell "too long for one node": each becomes one job of 2 tasks forming its Dask cluster
+    project = make_project(tmp_path / "cluster", compute={"slurm_node_minutes": 1, "slurm_max_tasks": 2})
+    _, records, _ = submit(project, slurm_cluster, "--group-components", "batch=1")  # one SLURM job per cell
 
     sweep = sweep_of(project)
     plan = sweep.experiments[EXPERIMENT]
     cells, keys = {c.id for c in plan.cells}, set(plan.theory_groups())
     assert len(records) == len(cells) + len(keys), records
-    assert all(r.split("|")[2] == "COMPLETED" for r in records), records
 
     # Each SLURM job's own log (profiles/slurm: logs/slurm/<rule or group>/.../<job id>.log) names the
-    # one cell or theory key it computed.
+    # one cell or theory key it computed; a cell's job has 2 CPUs (2 tasks x 1) and its rule log says
+    # that the cell ran on a Dask cluster of the job's two tasks.
     seen: dict[str, str] = {}
+    cpus = {r.split("|")[0]: r.split("|")[3] for r in records}
     for record in records:
         job_id = record.split("|")[0]
         logs = list((project / "logs/slurm").rglob(f"{job_id}.log"))
@@ -155,11 +170,34 @@ def test_sweep_on_slurm_matches_local_run(slurm_cluster, local_run, tmp_path):  
         seen[ran.pop()] = job_id
         print(f"  SLURM job {job_id}: {logs[0].relative_to(project)}")
     assert set(seen) == cells | keys
+    for cell in cells:
+        job_id = seen[cell]
+        rule_log = (project / f"results/{SWEEP}/logs/simulate/{EXPERIMENT}/{cell}.log").read_text()
+        print(f"  cell {cell}, SLURM job {job_id}: " + next(line for line in rule_log.splitlines() if "Dask cluster of" in line))
+        assert cpus[job_id] == "2", records
+        assert f"Dask cluster of 2 workers on 2 task(s) of SLURM job {job_id}" in rule_log, rule_log[-3000:]
+    for key in keys:
+        assert cpus[seen[key]] == "1", records
 
     local = local_run.wait()
     a, b = open_dataset(project / GATHERED), open_dataset(local / GATHERED)
     assert data_variables_equal(a, b) == []
     assert a.sizes == b.sizes and a["test_mse"].size > 0
+
+
+def test_small_jobs_share_a_slurm_job_in_batches(slurm_cluster, local_run, tmp_path):  # noqa: F811
+    from rmtbench.store import open_dataset
+
+    project = make_project(tmp_path / "batched")
+    output, records, _ = submit(project, slurm_cluster)  # the profile's group-components: batch 32
+    plan = sweep_of(project).experiments[EXPERIMENT]
+    jobs = len(plan.cells) + len(plan.theory_groups())
+    assert len(records) < jobs, f"{len(records)} SLURM jobs for {jobs} small jobs:\n{records}"
+    text = "".join(p.read_text() for p in (project / "logs/slurm").rglob("*.log"))
+    assert len(set(re.findall(r"wildcards: experiment=\w+, (?:cell|key)=([0-9a-f]{12})", text))) == jobs
+    local = local_run.wait()
+    a, b = open_dataset(project / GATHERED), open_dataset(local / GATHERED)
+    assert data_variables_equal(a, b) == []
 
 
 def test_two_task_job_runs_a_cell_on_its_tasks(slurm_cluster, local_run, tmp_path):  # noqa: F811

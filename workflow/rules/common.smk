@@ -42,20 +42,6 @@ def all_targets():
     return targets
 
 
-def cell_resources(kind):
-    """Resources of a simulate/theory job from the cell's sizes, growing with the retry attempt."""
-
-    def estimate(wildcards, attempt):
-        plan = SWEEP.experiments[wildcards.experiment]
-        if kind == "simulate":
-            cells = [plan.cell(wildcards.cell)]
-        else:
-            cells = plan.theory_groups()[wildcards.key]
-        return job_resources(plan.kind, cells, step=kind, attempt=attempt, block_rows=SWEEP.compute["block_rows"])
-
-    return estimate
-
-
 rule resolve_config:
     # The merged, validated config that every job reads. Cells depend on it through ancient(): a
     # config edit changes the ids of affected cells, so finished cells are never recomputed for it.
