@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from rmtbench.canonical import canonical_value
+from rmtbench.canonical import canonical_value, short_hash
 from rmtbench.experiments import get_experiment, experiment_kinds
 from rmtbench.experiments.base import Cell, Experiment
 from rmtbench.reduction import REDUCTION_ROWS, STRIPE_UNITS
@@ -297,14 +297,27 @@ class ExperimentPlan:
                 return cell
         raise KeyError(f"experiment {self.name!r} has no cell {cell_id!r}")
 
+    _groups: dict[str, list[Cell]] | None = field(default=None, init=False, repr=False, compare=False)
+
     def theory_groups(self) -> dict[str, list[Cell]]:
         """Cells grouped by theory key (cells without theory are left out)."""
-        groups: dict[str, list[Cell]] = {}
-        for cell in self.cells:
-            key = self.kind.theory_key(cell)
-            if key is not None:
-                groups.setdefault(key, []).append(cell)
-        return groups
+        if self._groups is None:
+            groups: dict[str, list[Cell]] = {}
+            for cell in self.cells:
+                key = self.kind.theory_key(cell)
+                if key is not None:
+                    groups.setdefault(key, []).append(cell)
+            self._groups = groups
+        return dict(self._groups)
+
+    def theory_members(self, key: str) -> str:
+        """A short hash of the ids of the cells that share theory ``key``.
+
+        A theory is computed for its group (rf_ridge's, for instance, at the group's widths), so its
+        store is named by the group too: a config edit that adds a width to a group computes that
+        theory anew instead of serving one without the new width.
+        """
+        return short_hash(sorted(cell.id for cell in self.theory_groups()[key]))
 
 
 @dataclass
@@ -332,7 +345,7 @@ class Sweep:
         return self.out / "cells" / experiment / f"{cell_id}.zarr"
 
     def theory_store(self, experiment: str, key: str) -> Path:
-        return self.out / "theory" / experiment / f"{key}.zarr"
+        return self.out / "theory" / experiment / key / f"{self.experiments[experiment].theory_members(key)}.zarr"
 
     def gathered_store(self, experiment: str) -> Path:
         return self.out / f"{experiment}.zarr"

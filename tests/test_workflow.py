@@ -98,6 +98,41 @@ def test_export_data_reproduces_the_cell_data(finished_sweep):
     np.testing.assert_allclose([train, test], [float(stored["train_mse"]), float(stored["test_mse"])], rtol=1e-9)
 
 
+def test_an_edited_config_is_completed_in_one_run_without_recomputing_finished_cells(tmp_path):
+    """Adding a width: the next run computes the new cell and the group's theory anew, and nothing else.
+
+    Failed before the fix: the rule that rewrote sweep.json reran for its changed params and Snakemake
+    scheduled nothing downstream of it (the new cell waited for a second run), and then the theory
+    store, named by its key alone, lacked the new width and gather failed.
+    """
+    from rmtbench.config import load_sweep
+    from rmtbench.store import open_dataset
+
+    config = small_config()
+    config["dask"] = {"mode": "synchronous"}
+    project = _project(tmp_path, config)
+    first = _run(["snakemake", "--profile", "profiles/default", "--cores", "2"], project)
+    assert first.returncode == 0, first.stderr[-3000:]
+    cells = project / "results/unit/cells/rf"
+    before = {p.name: p.stat().st_ino for p in cells.iterdir()}
+
+    config["experiments"][0]["grid"]["d_over_n"] = [0.5, 1.0, 2.0]
+    (project / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    second = _run(["snakemake", "--profile", "profiles/default", "--cores", "2"], project)
+    assert second.returncode == 0, second.stderr[-3000:]
+    log = second.stdout + second.stderr
+    assert log.count("rule simulate:") == 1 and log.count("rule theory:") == 1, log[-4000:]
+    after = {p.name: p.stat().st_ino for p in cells.iterdir()}
+    assert len(after) == 3 and all(after[name] == inode for name, inode in before.items())  # finished cells untouched
+    gathered = open_dataset(project / "results/unit/rf.zarr")
+    assert list(gathered["d_over_n"].values) == [0.5, 1.0, 2.0]
+    assert np.isfinite(gathered["test_mse"].values).all() and np.isfinite(gathered["test_mse_theory"].values).all()
+    sweep = load_sweep(project / "results/unit/sweep.json", project_dir=project)
+    assert sorted(sweep.experiments["rf"].cells[i].point["d_over_n"] for i in range(3)) == [0.5, 1.0, 2.0]
+    third = _run(["snakemake", "--profile", "profiles/default", "-n"], project)
+    assert "Nothing to be done" in third.stdout + third.stderr
+
+
 def test_dry_run_of_the_default_config_is_fast():
     start = time.perf_counter()
     result = _run(["snakemake", "--profile", "profiles/default", "-n", "--quiet"], ROOT)

@@ -1,5 +1,6 @@
 # Helpers shared by the rules: the validated sweep, output paths, and the command that runs the library.
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ wildcard_constraints:
     experiment="[A-Za-z0-9][A-Za-z0-9_-]*",
     cell="[0-9a-f]{12}",
     key="[0-9a-f]{12}",
+    members="[0-9a-f]{12}",
 
 
 def cell_stores(experiment):
@@ -42,13 +44,22 @@ def all_targets():
     return targets
 
 
-rule resolve_config:
-    # The merged, validated config that every job reads. Cells depend on it through ancient(): a
-    # config edit changes the ids of affected cells, so finished cells are never recomputed for it.
-    output:
-        SWEEP_JSON,
-    params:
-        config=json.dumps(SWEEP.config, sort_keys=True),
-    localrule: True
-    run:
-        Path(output[0]).write_text(params.config + "\n")
+def write_resolved_config(path, text):
+    """Write the merged, validated config that every job reads, when its content changed.
+
+    Written while the Snakefile is parsed, not by a rule: a rule rerun for its changed params made
+    Snakemake 9 schedule nothing downstream of it in the same run (the new cells of an edited config
+    were left for a second run). Cells depend on the file through ancient(): a config edit changes
+    the ids of affected cells, so finished cells are never recomputed for it. Atomic, since cluster
+    jobs parse the Snakefile too (they find the same content and write nothing).
+    """
+    target = Path(path)
+    if target.is_file() and target.read_text() == text:
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, target)
+
+
+write_resolved_config(SWEEP_JSON, json.dumps(SWEEP.config, sort_keys=True) + "\n")

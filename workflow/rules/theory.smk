@@ -6,11 +6,13 @@ rule theory:
     input:
         ancient(SWEEP_JSON),
     output:
-        directory(f"{OUT}/theory/{{experiment}}/{{key}}.zarr"),
+        # named by the key and by the group's cells (ExperimentPlan.theory_members): a group that gains
+        # a cell gets its theory computed anew
+        directory(f"{OUT}/theory/{{experiment}}/{{key}}/{{members}}.zarr"),
     log:
-        f"{OUT}/logs/theory/{{experiment}}/{{key}}.log",
+        f"{OUT}/logs/theory/{{experiment}}/{{key}}/{{members}}.log",
     benchmark:
-        f"{OUT}/benchmarks/theory/{{experiment}}/{{key}}.tsv"
+        f"{OUT}/benchmarks/theory/{{experiment}}/{{key}}/{{members}}.tsv"
     group: lambda wildcards: rule_group(SWEEP, "theory", wildcards.experiment, wildcards.key)
     threads: lambda wildcards: rule_resources(SWEEP, "theory", wildcards.experiment, wildcards.key)["threads"]
     resources:
