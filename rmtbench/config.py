@@ -399,6 +399,14 @@ def _normalise_axis_value(axis: str, value: Any, where: str) -> Any:
     if axis == "weights":
         from rmtbench.weights import weight_law
 
+        if isinstance(value, list):  # one law per layer (deep nets): their labels joined by '+'
+            labels = []
+            for i, item in enumerate(value):
+                try:
+                    labels.append(weight_law(item).label)
+                except (ValueError, TypeError, KeyError) as exc:
+                    raise ConfigError(f"config key '{where}[{i}]': {exc}") from None
+            return "+".join(labels)
         try:
             return weight_law(value).label
         except (ValueError, TypeError, KeyError) as exc:

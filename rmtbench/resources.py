@@ -59,7 +59,8 @@ def _width(cell: Any, n: int) -> int:
             ratio = float(ratio)
         except (TypeError, ValueError):
             return n
-        return max(1, int(round(ratio * n))) if math.isfinite(ratio) else n
+        widest = max(cell.get("width_profile") or [1.0])  # deep nets: per-layer multipliers
+        return max(1, int(round(ratio * n * widest))) if math.isfinite(ratio) else n
     for key in ("d", "n_features", "width"):
         if cell.get(key) is not None:
             return int(cell.get(key))

@@ -130,3 +130,51 @@ def test_acceptance_linear_equivalent_at_n1024(tmp_path):
     assert rows[("relu+relu", "ntk_equivalent_error")][1] <= 0.08
     for values in rows.values():
         assert values[1] < values[0]
+
+
+def test_per_layer_widths_and_weight_laws(tmp_path):
+    """Issue 5: widths and weight laws per layer. The stored seed-mean CK of every layer is the plain
+    forward pass through layers of widths d_l = round(d/n * n * m_l) whose weights follow each layer's law."""
+    import math
+
+    from rmtbench.activations import get_activation
+    from rmtbench.config import ConfigError
+    from rmtbench.deepnet import centring_constants
+    from rmtbench.experiments.common import cell_data, data_key
+    from rmtbench.theory.deep import data_statistics, finite_width_correction, layer_coefficients
+    from rmtbench.weights import weight_law, weight_rows
+
+    acts, laws = ["relu", "tanh", "relu"], ["gaussian", "ternary-eps0.5", "rademacher"]
+    config = _config(activations=[acts], n=[32], d_over_n=[2.0], weights=[laws], width_profile=[1.0, 2.0, 0.5])
+    plan = load_sweep(config).experiments["deep"]
+    cell = plan.cells[0]
+    assert cell["weights"] == "gaussian+ternary-eps0.5+rademacher"
+    ctx = RunContext(data_dir=tmp_path)
+    sim = plan.kind.simulate(cell, ctx)
+    assert sim["width"].values.tolist() == [64.0, 128.0, 32.0]
+
+    data = cell_data(cell, ctx)
+    tau0 = data_statistics(data, source=cell["statistics"]).tau
+    shifts = centring_constants(acts, tau0=tau0)  # c_l = E phi_l(tau_{l-1} xi)
+    expected = np.zeros((3, 32, 32))
+    for seed in range(2):
+        prev, fan_in = data.X, data.X.shape[0]
+        for layer, (act, law, d) in enumerate(zip(acts, laws, [64, 128, 32]), start=1):
+            W = weight_rows(weight_law(law), root_seed=cell.root_seed, key=("deep_ck", data_key(cell), cell["weights"], seed, "layer", layer),
+                            start=0, stop=d, columns=fan_in)
+            if law == "ternary-eps0.5":
+                assert set(np.unique(np.round(W, 12))) == {-round(math.sqrt(2), 12), 0.0, round(math.sqrt(2), 12)}
+            if law == "rademacher":
+                assert set(np.unique(W)) == {-1.0, 1.0}
+            prev = (get_activation(act).phi(W @ prev) - shifts[layer - 1]) / math.sqrt(d)
+            expected[layer - 1] += prev.T @ prev / 2
+            fan_in = d
+    np.testing.assert_allclose(sim["ck"].values, expected, rtol=2e-6, atol=2e-6)  # stored as float32
+
+    theory = plan.kind.theory([cell], ctx)
+    coefs = layer_coefficients(acts, tau0=tau0)
+    np.testing.assert_allclose(theory["rank_one"].sel(d_over_n=2.0).values, finite_width_correction(coefs, [64, 128, 32]), rtol=1e-12)
+
+    for bad, key in ((dict(weights=[["gaussian", "rademacher"]]), "grid.weights"), (dict(width_profile=[1.0, 2.0]), "width_profile")):
+        with pytest.raises(ConfigError, match=key):
+            load_sweep(_config(activations=[acts], n=[32], **{"weights": [laws], **bad}))

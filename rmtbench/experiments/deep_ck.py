@@ -25,7 +25,7 @@ import numpy as np
 from rmtbench.canonical import short_hash
 from rmtbench.experiments.base import Cell, Experiment, RunContext, label_of
 from rmtbench.experiments.common import (
-    ACTIVATION, DATASET, POSITIVE, SEEDS, SIZE, WEIGHTS, cell_data, data_key, list_of, width,
+    ACTIVATION, DATASET, POSITIVE, SEEDS, SIZE, WEIGHTS, cell_data, data_key, list_of,
 )
 
 STATISTICS = {"type": "string", "enum": ["spec", "estimated"], "default": "spec",
@@ -62,6 +62,13 @@ def kernel_eigenvalues(stack: np.ndarray) -> np.ndarray:
         return np.stack([eigvalsh(np.asarray(k, dtype=float)) for k in stack])
 
 
+def layer_widths(cell: Cell, depth: int, *, d_over_n: float | None = None) -> list[int]:
+    """Hidden widths d_l = round(d_over_n * n * m_l), m_l from the ``width_profile`` option (1 without one)."""
+    ratio = float(cell["d_over_n"]) if d_over_n is None else float(d_over_n)
+    profile = cell.get("width_profile") or [1.0] * depth
+    return [max(1, int(round(ratio * int(cell["n"]) * float(m)))) for m in profile]
+
+
 class DeepConjugateKernel(Experiment):
     """Per-layer CK and the NTK of deep random MLPs against the Gu+22 recursion."""
 
@@ -74,10 +81,14 @@ class DeepConjugateKernel(Experiment):
         "activations": list_of({"type": "array", "minItems": 1, "items": ACTIVATION,
                                 "description": "Activations phi_1..phi_L of one network (its depth L is the length)."},
                                "Networks, each a list of activations (one per layer)."),
-        "weights": list_of(WEIGHTS, "Laws of the weight entries (the same law in every layer)."),
+        "weights": list_of({"type": ["string", "object", "array"], "items": WEIGHTS,
+                            "description": WEIGHTS["description"] + "; or a list of them, one law per layer"},
+                           "Laws of the weight entries: one law for every layer, or a list with one law per layer "
+                           "(as long as the network)."),
         "dataset": list_of(DATASET, "Data sets."),
         "n": list_of(SIZE, "Samples n."),
-        "d_over_n": list_of(POSITIVE, "Hidden widths d_l = round(d_over_n * n), the same in every layer."),
+        "d_over_n": list_of(POSITIVE, "Hidden widths d_l = round(d_over_n * n * width_profile[l]) (the same in every "
+                                      "layer without a width_profile)."),
     }
     options_schema = {
         "seeds": SEEDS,
@@ -88,6 +99,9 @@ class DeepConjugateKernel(Experiment):
                                      "every layer).", default=DEFAULT_RATIO_ACTIVATIONS),
         "ratio_depth": {"type": "integer", "minimum": 1, "default": 6,
                         "description": "Largest depth of the alpha-ratio figure."},
+        "width_profile": {"type": ["array", "null"], "items": POSITIVE, "minItems": 1, "default": None,
+                          "description": "Per-layer width multipliers m_l (one per layer of every network of the block): "
+                                         "d_l = round(d_over_n * n * m_l); null: the same width in every layer."},
     }
 
     # -- config -----------------------------------------------------------------------------------
@@ -96,11 +110,23 @@ class DeepConjugateKernel(Experiment):
 
         if int(options.get("seeds", 3)) < 2:
             raise ConfigError(f"config key '{where}.seeds': deep_ck needs >= 2 seeds (the Monte-Carlo floor uses two halves)")
+        depth = len(point["activations"])
+        laws = str(point["weights"]).split("+")
+        if len(laws) not in (1, depth):
+            raise ConfigError(f"config key '{where}.grid.weights': {len(laws)} per-layer laws ({point['weights']}) for a "
+                              f"network of {depth} layers ({'+'.join(point['activations'])}); give one law, or one per layer")
+        profile = options.get("width_profile")
+        if profile is not None and len(profile) != depth:
+            raise ConfigError(f"config key '{where}.width_profile': {len(profile)} multipliers for a network of {depth} "
+                              f"layers ({'+'.join(point['activations'])}); give one per layer")
 
     def theory_key(self, cell: Cell) -> str:
-        return short_hash({"data": data_key(cell), "activations": label_of(cell["activations"]),
-                           "nodes": cell["kernel_nodes"], "statistics": cell["statistics"],
-                           "ratio": [cell["ratio_activations"], cell["ratio_depth"]], "seed": cell.root_seed})
+        key = {"data": data_key(cell), "activations": label_of(cell["activations"]),
+               "nodes": cell["kernel_nodes"], "statistics": cell["statistics"],
+               "ratio": [cell["ratio_activations"], cell["ratio_depth"]], "seed": cell.root_seed}
+        if cell.get("width_profile") is not None:  # the rank-one term depends on the widths
+            key["width_profile"] = list(cell["width_profile"])
+        return short_hash(key)
 
     # -- empirical ---------------------------------------------------------------------------------
     def simulate(self, cell: Cell, ctx: RunContext) -> Any:
@@ -118,12 +144,13 @@ class DeepConjugateKernel(Experiment):
         stats = data_statistics(data, source=cell["statistics"])
         acts = list(cell["activations"])
         depth, n, seeds = len(acts), data.X.shape[1], int(cell["seeds"])
-        law = weight_law(cell["weights"])
-        widths = [width(cell)] * depth
+        laws = [weight_law(w) for w in str(cell["weights"]).split("+")]
+        label = "+".join(law.label for law in laws)  # one law: its label, as before per-layer laws existed
+        widths = layer_widths(cell, depth)
         ntk = all(get_activation(a).derivative is not None for a in acts)
-        base = DeepRandomNet.centred(acts, widths, law, tau0=stats.tau, root_seed=cell.root_seed,
-                                     key=("deep_ck", data_key(cell), law.label, 0))
-        nets = [replace(base, key=("deep_ck", data_key(cell), law.label, seed)) for seed in range(seeds)]
+        base = DeepRandomNet.centred(acts, widths, laws if len(laws) > 1 else laws[0], tau0=stats.tau,
+                                     root_seed=cell.root_seed, key=("deep_ck", data_key(cell), label, 0))
+        nets = [replace(base, key=("deep_ck", data_key(cell), label, seed)) for seed in range(seeds)]
         even, odd, ones = seed_kernel_graphs(nets, dask.delayed(data.X), n, ntk=ntk, sample_block=int(cell["sample_block"]),
                                              block_rows=ctx.block_rows)
         even, odd, *ones = compute(ctx.client, even, odd, *ones)
@@ -183,7 +210,7 @@ class DeepConjugateKernel(Experiment):
                 eq = [ntk_equivalent(X, stats, coefs, layer, epsilon=e) for layer in range(depth)]
                 errors[f"ntk_equivalent_error{s}"] = np.array([relative_error(eq[l], kernels.ntk[l]) for l in range(depth)])
         ratios = sorted({float(c["d_over_n"]) for c in cells})
-        rank_one = np.array([finite_width_correction(coefs, [max(1, int(round(r * n)))] * depth) for r in ratios])
+        rank_one = np.array([finite_width_correction(coefs, layer_widths(first, depth, d_over_n=r)) for r in ratios])
         ratio_acts = [str(a) for a in first["ratio_activations"]]
         ratio_depth = int(first["ratio_depth"])
         ratio_alpha = np.array([[c.alpha for c in layer_coefficients([a] * ratio_depth, tau0=stats.tau)] for a in ratio_acts])
