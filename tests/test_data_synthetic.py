@@ -135,6 +135,21 @@ def test_gmm_covariance_profile() -> None:
     assert abs(var[-20:].mean() - np.linspace(1.6, 0.4, p)[-20:].mean()) < 0.05
 
 
+def test_gmm_per_class_mean_scales() -> None:
+    """mean_scale as K numbers: mu_a = s_a e_a; the sample means of sqrt(p) x follow them."""
+    p, n = 64, 3000
+    spec = {"kind": "gmm", "p": p, "classes": 3, "mean_scale": [0.0, 2.0, -3.0], "cov_shift": [0, 0, 0]}
+    M, _ = gmm_parameters(spec, p=p)
+    np.testing.assert_array_equal(M[:3, :3], np.diag([0.0, 2.0, -3.0]))
+    assert not M[3:].any()
+    ds = make_dataset(spec, n=n, n_test=0, seed=SEED)
+    for a, s in enumerate([0.0, 2.0, -3.0]):
+        mean = np.sqrt(p) * ds.X[:, ds.labels == a].mean(axis=1)
+        assert abs(mean[a] - s) < 0.1 and np.abs(np.delete(mean, a)).max() < 0.15
+    with pytest.raises(ValueError, match="mean_scale has 2 entries"):
+        gmm_parameters({**spec, "mean_scale": [1.0, 2.0]}, p=p)
+
+
 def test_gmm_statistics_exact_from_spec() -> None:
     p, n = 64, 300
     spec = {

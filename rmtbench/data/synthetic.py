@@ -54,9 +54,10 @@ GMM_SCHEMA = {
         "default": 2,
     },
     "mean_scale": {
-        "type": "number",
-        "description": "Class means mu_a = mean_scale * e_a (a-th canonical basis vector of R^p); "
-        "sqrt(p) x_i ~ N(mu_a, C_a).",
+        "type": ["number", "array"],
+        "items": {"type": "number"},
+        "description": "Class means mu_a = s_a * e_a (a-th canonical basis vector of R^p); "
+        "sqrt(p) x_i ~ N(mu_a, C_a). One number s for every class, or K numbers s_a (one per class).",
         "default": 2.5,
     },
     "cov_shift": {
@@ -127,7 +128,7 @@ def _gmm_checked(spec: Mapping[str, Any]) -> dict[str, Any]:
     K = spec["classes"]
     if spec["proportions"] is None:
         spec["proportions"] = [1.0 / K] * K
-    for key in ("cov_shift", "cov_profile", "proportions"):
+    for key in ("cov_shift", "cov_profile", "proportions") + (("mean_scale",) if isinstance(spec["mean_scale"], list) else ()):
         if spec[key] is not None and len(spec[key]) != K:
             raise ValueError(f"gmm spec: {key} has {len(spec[key])} entries, classes K={K} needs {K}")
     if not math.isclose(sum(spec["proportions"]), 1.0, rel_tol=0, abs_tol=1e-9):
@@ -159,10 +160,11 @@ def gmm_parameters(spec: Mapping[str, Any], *, p: int) -> tuple[np.ndarray, np.n
     K = spec["classes"]
     if spec.get("p") is not None and spec["p"] != p:
         raise ValueError(f"gmm spec has p={spec['p']} but p={p} was given")
-    if K > p and spec["mean_scale"] != 0:
+    scales = np.broadcast_to(np.asarray(spec["mean_scale"], dtype=float), (K,))
+    if K > p and np.any(scales != 0):
         raise ValueError(f"gmm spec: mu_a = mean_scale * e_a needs p >= K, got p={p}, K={K}")
     M = np.zeros((p, K))
-    M[np.arange(min(K, p)), np.arange(min(K, p))] = spec["mean_scale"]
+    M[np.arange(min(K, p)), np.arange(min(K, p))] = scales[: min(K, p)]
     profiles = spec["cov_profile"] or [None] * K
     C_diag = np.empty((K, p))
     for a in range(K):
@@ -216,7 +218,7 @@ def _build_gmm(
         "classes": list(range(K)),
         "class_counts": counts.tolist(),
         "class_counts_test": counts_test.tolist(),
-        "means": "mu_a = mean_scale * e_a",
+        "means": "mu_a = mean_scale[a] * e_a (one scale for all classes, or one per class)",
         "mean_scale": spec["mean_scale"],
         "covariance": "C_a = (1 + cov_shift[a]/sqrt(p)) * diag(profile_a), profile_a = 1 or linspace(start, stop, p)",
         "cov_shift": spec["cov_shift"],
