@@ -474,7 +474,7 @@ def _error_vs_n_figures(table: Any, outdir: Path) -> list[Path]:
 
 def _width_figures(table: Any, outdir: Path) -> list[Path]:
     """Error and KS distances against d/n, with the kernel's values (d = ∞) as lines (one figure per data set)."""
-    from rmtbench.plots import COLORS, legend_below, pyplot, save_figure
+    from rmtbench.plots import COLORS, pyplot, save_figure
 
     plt = pyplot()
     paths = []
@@ -483,32 +483,39 @@ def _width_figures(table: Any, outdir: Path) -> list[Path]:
         ratios = sub["d_over_n"].to_numpy(float)
         if not np.isfinite(ratios).any():
             continue
-        fig, axes = plt.subplots(1, 2, figsize=(8.2, 3.4))
+        from matplotlib.lines import Line2D
+
+        fig, axes = plt.subplots(1, 2, figsize=(8.4, 4.6))
+        colors = []  # one colour per (activation, n); the quantity is told by the marker and line style
         for i, ((act, n), series) in enumerate(sub.groupby(["activation", "n"], sort=False)):
-            color, tag = COLORS[i % len(COLORS)], f"{act}, n={int(n)}"
-            for ax, quantity, style, what in ((axes[0], "linearization_error", "o-", "ΦᵀΦ/d"),
-                                              (axes[1], "ks_mp_bulk", "o-", "ΦᵀΦ/d vs MP (d = ∞)"),
-                                              (axes[1], "ks_width_law", "s--", "ΦᵀΦ/d vs LLC18 law at d")):
+            color = COLORS[i % len(COLORS)]
+            colors.append((f"{act}, n={int(n)}", color))
+            for ax, quantity, style in ((axes[0], "linearization_error", "o-"), (axes[1], "ks_mp_bulk", "o-"),
+                                        (axes[1], "ks_width_law", "s--")):
                 rows_q = series[series.quantity == quantity]
                 fin = rows_q[np.isfinite(rows_q["d_over_n"].to_numpy(float))].sort_values("d_over_n")
                 if len(fin):
                     ax.errorbar(fin["d_over_n"], fin["measured"], yerr=np.nan_to_num(fin["sem"].to_numpy(float)), fmt=style, ms=3.5,
-                                color=color, mfc=color if style.startswith("o") else "none", label=f"{tag}: {what}")
+                                color=color, mfc=color if style.startswith("o") else "none")
                 kernel = rows_q[np.isinf(rows_q["d_over_n"].to_numpy(float))]
                 if len(kernel) and quantity != "ks_width_law":
-                    ax.axhline(float(kernel["measured"].iloc[0]), color=color, ls=":", label=f"{tag}: K (d = ∞)" if ax is axes[0] else None)
-        for ax, ylabel in zip(axes, ("‖M − K̃‖ / ‖bulk‖", "KS distance of the bulk")):
+                    ax.axhline(float(kernel["measured"].iloc[0]), color=color, ls=":")
+        for ax, ylabel, title in zip(axes, ("‖M − K̃‖ / ‖bulk‖", "KS distance of the bulk"),
+                                     ("error of the linear equivalent", "bulk spectrum")):
             _ticks_at(ax, ratios[np.isfinite(ratios)])
             ax.set_yscale("log")
             ax.set_xlabel("d / n")
             ax.set_ylabel(ylabel)
+            ax.set_title(title, fontsize=9)
         fig.suptitle(f"finite width → kernel · {dataset}")
-        handles = {}
-        for ax in axes:
-            for h, lab in zip(*ax.get_legend_handles_labels()):
-                handles.setdefault(lab, h)
-        fig.legend(list(handles.values()), list(handles.keys()), loc="lower center", ncol=2, bbox_to_anchor=(0.5, -0.02), fontsize=7)
-        fig.subplots_adjust(bottom=0.2 + 0.035 * math.ceil(len(handles) / 2), wspace=0.3)
+        grey = "0.35"
+        handles = [Line2D([], [], color=c, lw=2, label=label) for label, c in colors] + [
+            Line2D([], [], color=grey, marker="o", ls="-", ms=4, label="M = ΦᵀΦ/d (left); vs MP law of K̃ (right)"),
+            Line2D([], [], color=grey, marker="s", mfc="none", ls="--", ms=4, label="ΦᵀΦ/d vs LLC18 law at d (right)"),
+            Line2D([], [], color=grey, ls=":", label="expected kernel K (d = ∞)"),
+        ]
+        fig.legend(handles=handles, loc="lower center", ncol=3, bbox_to_anchor=(0.5, 0.0), fontsize=7.5, frameon=False)
+        fig.subplots_adjust(top=0.86, bottom=0.2 + 0.045 * math.ceil(len(handles) / 3), wspace=0.32)
         caption = (
             f"Approach to the d → ∞ limit on {dataset}. Left: spectral-norm error of the sphere linear equivalent K̃ (seed eq. 10) "
             "relative to the bulk (P19) for the empirical Gram ΦᵀΦ/d of d Gaussian random features (mean over weight draws, "
@@ -516,7 +523,8 @@ def _width_figures(table: Any, outdir: Path) -> list[Path]:
             "(the top min(n, p) after the outlier; the atom eigenvalues at ν − a0² − a1² left out, P21), pooled over draws, to the shifted and "
             "scaled Marchenko-Pastur law of K̃ (formula sheet sec. 3; dotted: the kernel K), and, squares, to the LLC18 limiting law "
             "of ΦᵀΦ/d at that width (deterministic equivalent of seed eq. 9 computed from the eigenvalues of K; atom at 0 and outliers "
-            "left out). The finite-width law fits at every d; the MP law is reached only as d/n grows."
+            "left out); colours: activation and n. Read the squares against the circles to see whether the finite-width law describes "
+            "the Gram better than the MP law at each width (the measured values are in the error table)."
         )
         paths.append(save_figure(fig, outdir, f"width_convergence-{dataset}", caption))
     return paths
