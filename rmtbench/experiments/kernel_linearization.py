@@ -109,8 +109,10 @@ class KernelLinearization(Experiment):
         "seeds": {**SEEDS, "description": "Independent draws of the weights per finite width (the kernel cell has no draw; data stay fixed)."},
         "kernel_nodes": {"type": "integer", "minimum": 8, "default": 48,
                          "description": "Gauss-Hermite nodes per dimension for kernels without closed form."},
-        "density_points": {"type": "integer", "minimum": 0, "default": 128,
-                           "description": "Grid points of the finite-width (LLC18) density of Phi^T Phi / d; 0 skips that law."},
+        "density_points": {"type": "integer", "minimum": 0, "default": 512,
+                           "description": "Grid points of the finite-width (LLC18) density of Phi^T Phi / d; 0 skips that law. "
+                                          "Narrow bulks need many: tanh at d/n = 16, n = 128 gave KS 0.054 with 128 points, "
+                                          "0.011 with 512 (grid resolution, not theory)."},
     }
 
     def check(self, point: Mapping[str, Any], options: Mapping[str, Any], where: str) -> None:
