@@ -288,3 +288,20 @@ def test_theta_vanishes_at_interpolation_threshold(relu256):
     for d in (n, 2 * n):
         with pytest.raises(ValueError, match="rank"):
             ridgeless_theta(lam, d=d, n=n)
+
+
+@pytest.mark.parametrize("d", [128, 512, 4096])
+def test_density_grid_from_anchors_equals_continuation_at_every_point(d, monkeypatch):
+    """Large same-height batches start Newton from interpolated anchors; the roots are those of the
+    point-by-point continuation (the Stieltjes branch is unique)."""
+    import rmtbench.theory.equivalent as eq
+
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((256, 512)) / 16
+    lam = np.concatenate([[40.0], np.linalg.eigvalsh(A.T @ A)[1:]])  # a bulk and an outlier
+    x = np.linspace(1e-4, 4 * max(1, d / 512) * 3.0, 300)
+    warm = eq.gram_spectral_density(lam, d=d, n=512, x=x)
+    monkeypatch.setattr(eq, "WARM_START_MIN", 10**9)
+    cold = eq.gram_spectral_density(lam, d=d, n=512, x=x)
+    assert warm.max() > 0
+    np.testing.assert_allclose(warm, cold, rtol=0, atol=1e-10 * cold.max())

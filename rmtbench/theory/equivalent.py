@@ -240,7 +240,36 @@ def _advance(
     return unew
 
 
+WARM_START_MIN = 96
+"""Same-height batches of at least this many points are solved from anchors (see :func:`_solve_u_upper`)."""
+WARM_ANCHORS = 48
+
+
 def _solve_u_upper(z: NDArray[np.complex128], sp: _Spec) -> NDArray[np.complex128]:
+    """u(z) for Im z >= 0 (Im z = 0 only with Re z < 0).
+
+    A large batch at one height Im z > 0 (a density grid) is solved by continuation at
+    :data:`WARM_ANCHORS` anchor points only; every other point starts Newton from the anchors' u
+    interpolated along Re z, and falls back to continuation where that start does not converge to
+    the Stieltjes branch. The branch is unique, so both paths give the same root (to rounding).
+    """
+    if sp.values.size == 0:
+        return np.ones_like(z)
+    if z.size >= WARM_START_MIN and z.imag[0] > 0 and np.all(z.imag == z.imag[0]):
+        order = np.argsort(z.real, kind="stable")
+        anchors = np.unique(order[np.linspace(0, z.size - 1, WARM_ANCHORS).round().astype(int)])
+        u_anchor = _solve_u_continued(z[anchors], sp)
+        x_anchor = z.real[anchors]
+        start = np.interp(z.real, x_anchor, u_anchor.real) + 1j * np.interp(z.real, x_anchor, u_anchor.imag)
+        u, ok = _newton(start, z, sp)
+        u[anchors], ok[anchors] = u_anchor, True
+        if not ok.all():
+            u[~ok] = _solve_u_continued(z[~ok], sp)
+        return u
+    return _solve_u_continued(z, sp)
+
+
+def _solve_u_continued(z: NDArray[np.complex128], sp: _Spec) -> NDArray[np.complex128]:
     """u(z) for Im z >= 0 (Im z = 0 only with Re z < 0), by continuation from large Im z down."""
     if sp.values.size == 0:
         return np.ones_like(z)
