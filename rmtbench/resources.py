@@ -231,6 +231,17 @@ def rule_resources(sweep: Any, step: str, experiment: str, name: str, attempt: i
                          node_minutes=compute["slurm_node_minutes"], max_tasks=compute["slurm_max_tasks"])
 
 
+def rule_tasks(sweep: Any, experiment: str, name: str) -> int | None:
+    """SLURM tasks of the cell's job when it spans several, else ``None`` (no ``tasks`` resource at all).
+
+    A single-task job declares no ``tasks``: Snakemake sums the resource over the jobs that share a
+    batch group, and the SLURM executor would then ask for tasks x threads CPUs (4 on a 2-CPU node
+    for two one-thread cells: a batch job that never starts).
+    """
+    tasks = rule_resources(sweep, "simulate", experiment, name)["tasks"]
+    return tasks if tasks > 1 else None
+
+
 def rule_group(sweep: Any, step: str, experiment: str, name: str) -> str | None:
     """The Snakemake group of the job computing ``name`` (:func:`batch_group`); used on clusters only."""
     if rule_resources(sweep, step, experiment, name)["tasks"] > 1:

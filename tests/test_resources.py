@@ -29,6 +29,20 @@ def test_huge_cell_spans_several_tasks_with_shorter_runtime_each():
     assert res["mem_mb"] > 3 * 32768**2 * 8 / 2**20  # the n x n Gram and its copies
 
 
+def test_only_multi_task_cells_declare_tasks_and_they_are_never_batched():
+    from rmtbench.resources import rule_group, rule_tasks
+
+    small = _sweep(64, 0.5)
+    cell = small.experiments["rf"].cells[0]
+    # no 'tasks' resource at all: Snakemake would sum it over a batch group (tasks x threads CPUs)
+    assert rule_tasks(small, "rf", cell.id) is None and rule_group(small, "simulate", "rf", cell.id) == "batch"
+    config = small.config | {"compute": {**small.config["compute"], "slurm_node_minutes": 0.01, "slurm_max_tasks": 3}}
+    forced = load_sweep(config)
+    assert rule_tasks(forced, "rf", cell.id) == 3 and rule_group(forced, "simulate", "rf", cell.id) is None
+    huge = _sweep(32768, 64.0, seeds=30)
+    assert rule_tasks(huge, "rf", huge.experiments["rf"].cells[0].id) > 1
+
+
 # -- kinds with their own cost model -----------------------------------------------------------------
 import json
 import subprocess

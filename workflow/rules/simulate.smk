@@ -1,5 +1,5 @@
 # Empirical side: one job per cell, Dask inside.
-from rmtbench.resources import rule_group, rule_resources
+from rmtbench.resources import rule_group, rule_resources, rule_tasks
 
 
 rule simulate:
@@ -18,7 +18,7 @@ rule simulate:
     resources:
         mem_mb=lambda wildcards, attempt: rule_resources(SWEEP, "simulate", wildcards.experiment, wildcards.cell, attempt)["mem_mb"],
         runtime=lambda wildcards, attempt: rule_resources(SWEEP, "simulate", wildcards.experiment, wildcards.cell, attempt)["runtime"],
-        tasks=lambda wildcards: rule_resources(SWEEP, "simulate", wildcards.experiment, wildcards.cell)["tasks"],
+        tasks=lambda wildcards: rule_tasks(SWEEP, wildcards.experiment, wildcards.cell),
     # rmtbench.slurm simulate = rmtbench simulate, except inside a multi-task SLURM job, where it first
     # makes the job's tasks into a Dask cluster (scheduler file) and computes the cell on it.
     shell:
