@@ -305,3 +305,25 @@ def test_density_grid_from_anchors_equals_continuation_at_every_point(d, monkeyp
     cold = eq.gram_spectral_density(lam, d=d, n=512, x=x)
     assert warm.max() > 0
     np.testing.assert_allclose(warm, cold, rtol=0, atol=1e-10 * cold.max())
+
+
+def test_theory_bits_do_not_depend_on_the_callers_blas_threads(tmp_path):
+    """The theory job runs with one BLAS thread, a notebook or the test's reference with two: same bits.
+
+    Failed before the solver ran its matrix-vector products on one thread (gram_density differed in
+    the last bits, and the kill-and-resume test's bitwise comparison with it).
+    """
+    from threadpoolctl import threadpool_limits
+
+    from rmtbench.config import load_sweep
+    from rmtbench.experiments.base import RunContext
+    from test_resume import CONFIG  # the sweep whose bitwise comparison this broke
+
+    plan = load_sweep(CONFIG).experiments["rf"]
+    cells = next(iter(plan.theory_groups().values()))
+    with threadpool_limits(limits=1):
+        one = plan.kind.theory(cells, RunContext(data_dir=tmp_path))
+    with threadpool_limits(limits=2):
+        two = plan.kind.theory(cells, RunContext(data_dir=tmp_path))
+    for name in one.data_vars:
+        assert np.array_equal(one[name].values, two[name].values, equal_nan=True), name

@@ -308,12 +308,17 @@ def _solve_u(z: ArrayLike, sp: _Spec) -> tuple[NDArray[np.complex128], NDArray[n
             f"z = {zz[on_support][:3]} lies on [0, inf) where the Stieltjes transform is not "
             "defined; add a positive imaginary part"
         )
+    from rmtbench.parallel import single_blas_thread
+
     lower = zz.imag < 0
     zu = np.where(lower, zz.conj(), zz)  # δ(z̄) = conj δ(z)
     u = np.empty_like(zu)
     block = max(1, int(2_000_000 // max(1, sp.values.size)))  # bounds the (k, m) temporaries
-    for s in range(0, zu.size, block):
-        u[s : s + block] = _solve_u_upper(zu[s : s + block], sp)
+    # One BLAS thread: a threaded matrix-vector product sums in another order, and Newton's last
+    # iterate (hence the stored bits) would depend on the caller's thread count.
+    with single_blas_thread():
+        for s in range(0, zu.size, block):
+            u[s : s + block] = _solve_u_upper(zu[s : s + block], sp)
     return np.where(lower, u.conj(), u), zz
 
 
