@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 from rmtbench.config import ConfigError, load_sweep
-from rmtbench.resources import job_resources
 
 try:
     SWEEP = load_sweep(config, project_dir=Path.cwd())
