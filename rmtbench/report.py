@@ -340,13 +340,12 @@ def build_report(sweep: Any, out_html: str | os.PathLike[str] | None = None, *, 
         The written file. It is written to a temporary name and renamed, so a reader never sees half.
     """
     sweep = _load_sweep(sweep)
+    from rmtbench.store import write_text_atomic
+
     out = Path(out_html) if out_html is not None else Path(sweep.project_dir) / sweep.out / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     sections = collect_sections(sweep)
-    text = render_report(sections, sweep, out.parent, embed=embed)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    write_text_atomic(out, render_report(sections, sweep, out.parent, embed=embed))
     figures = sum(len(s.figures) for s in sections)
     log.info("report %s: %d experiment(s), %d figure(s)", out, len(sections), figures)
     return out

@@ -179,12 +179,16 @@ def batch_group(cells: list[Any], *, step: str, block_rows: int = 1024, kind: An
 # lookups for the Snakemake rules
 # --------------------------------------------------------------------------------------------------
 class _SweepIndex:
-    """Cells by id and theory groups by key, per experiment, built once per sweep."""
+    """Cells by id per experiment, and each job's resources once computed, built once per sweep.
+
+    Snakemake asks for a job's threads, memory, runtime, tasks and group through separate lambdas:
+    the estimate behind them is computed once per job and attempt.
+    """
 
     def __init__(self, sweep: Any) -> None:
         self.sweep = sweep
         self.cells = {name: {c.id: c for c in plan.cells} for name, plan in sweep.experiments.items()}
-        self._groups: dict[str, dict[str, list[Any]]] = {}
+        self.resources: dict[tuple[str, str, str, int], dict[str, int]] = {}
 
     def job_cells(self, step: str, experiment: str, name: str) -> list[Any]:
         if step == "simulate":
@@ -192,10 +196,8 @@ class _SweepIndex:
                 return [self.cells[experiment][name]]
             except KeyError:
                 raise KeyError(f"experiment {experiment!r} has no cell {name!r}") from None
-        if experiment not in self._groups:
-            self._groups[experiment] = self.sweep.experiments[experiment].theory_groups()
         try:
-            return self._groups[experiment][name]
+            return self.sweep.experiments[experiment].theory_groups()[name]
         except KeyError:
             raise KeyError(f"experiment {experiment!r} has no theory key {name!r}") from None
 
@@ -224,11 +226,15 @@ def rule_resources(sweep: Any, step: str, experiment: str, name: str, attempt: i
     attempt
         Snakemake's retry attempt.
     """
-    cells = _index(sweep).job_cells(step, experiment, name)
-    kind = sweep.experiments[experiment].kind
-    compute = sweep.compute
-    return job_resources(kind, cells, step=step, attempt=attempt, block_rows=compute["block_rows"],
-                         node_minutes=compute["slurm_node_minutes"], max_tasks=compute["slurm_max_tasks"])
+    index = _index(sweep)
+    key = (step, experiment, name, attempt)
+    if key not in index.resources:
+        cells = index.job_cells(step, experiment, name)
+        compute = sweep.compute
+        index.resources[key] = job_resources(
+            sweep.experiments[experiment].kind, cells, step=step, attempt=attempt, block_rows=compute["block_rows"],
+            node_minutes=compute["slurm_node_minutes"], max_tasks=compute["slurm_max_tasks"])
+    return dict(index.resources[key])
 
 
 def rule_tasks(sweep: Any, experiment: str, name: str) -> int | None:

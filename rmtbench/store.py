@@ -51,6 +51,16 @@ def temporary_path(path: str | os.PathLike[str], *, tag: str = "") -> Path:
     return path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}-{tag}{uuid.uuid4().hex[:8]}@{_host()}")
 
 
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary sibling and a rename: a reader never sees half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
 def is_orphan(entry: str | os.PathLike[str]) -> bool:
     """Whether ``entry`` is a temporary store left by a dead writer on this host."""
     name = Path(entry).name

@@ -293,13 +293,10 @@ def _read_csv_table(path: str, mtime_ns: int, size: int, n_columns: int) -> CsvT
     if not lines:
         raise DataError(f"{path}: expected {fmt}; the file has no rows")
     body = "\n".join(lines)
-    try:  # numpy's C parser; integer tables (pixels) first, exactly
-        values = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.int64, ndmin=2).astype(np.float64)
-    except ValueError:
-        try:
-            values = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2)
-        except ValueError as exc:
-            raise DataError(f"{path}: expected {fmt}; {exc}") from None
+    try:  # numpy's C parser; float64 holds integer pixels exactly
+        values = np.loadtxt(io.StringIO(body), delimiter=",", dtype=np.float64, ndmin=2)
+    except ValueError as exc:
+        raise DataError(f"{path}: expected {fmt}; {exc}") from None
     return CsvTable(_readonly(values.reshape(len(lines), n_columns)), sha)
 
 

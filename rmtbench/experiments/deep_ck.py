@@ -144,8 +144,8 @@ class DeepConjugateKernel(Experiment):
         stats = data_statistics(data, source=cell["statistics"])
         acts = list(cell["activations"])
         depth, n, seeds = len(acts), data.X.shape[1], int(cell["seeds"])
-        laws = [weight_law(w) for w in str(cell["weights"]).split("+")]
-        label = "+".join(law.label for law in laws)  # one law: its label, as before per-layer laws existed
+        label = str(cell["weights"])  # normalised: one law's label, or the per-layer labels joined by '+'
+        laws = [weight_law(w) for w in label.split("+")]
         widths = layer_widths(cell, depth)
         ntk = all(get_activation(a).derivative is not None for a in acts)
         base = DeepRandomNet.centred(acts, widths, laws if len(laws) > 1 else laws[0], tau0=stats.tau,

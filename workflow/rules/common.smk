@@ -1,11 +1,11 @@
 # Helpers shared by the rules: the validated sweep, output paths, and the command that runs the library.
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
 
 from rmtbench.config import ConfigError, load_sweep
+from rmtbench.store import write_text_atomic
 
 try:
     SWEEP = load_sweep(config, project_dir=Path.cwd())
@@ -53,12 +53,8 @@ def write_resolved_config(path, text):
     jobs parse the Snakefile too (they find the same content and write nothing).
     """
     target = Path(path)
-    if target.is_file() and target.read_text() == text:
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, target)
+    if not (target.is_file() and target.read_text() == text):
+        write_text_atomic(target, text)
 
 
 write_resolved_config(SWEEP_JSON, json.dumps(SWEEP.config, sort_keys=True) + "\n")
