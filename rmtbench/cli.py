@@ -43,9 +43,9 @@ def _blas_threads(threads: int | None) -> Any:
 
     if threads is None:
         return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
+    from rmtbench.parallel import blas_threads
 
-    return threadpool_limits(limits=max(1, int(threads)))
+    return blas_threads(threads)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ how many threads a library chose to use.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from typing import Any, Iterator, Mapping
 
@@ -14,12 +15,35 @@ SHARED_CLUSTER_ENV = "RMTBENCH_SHARED_SCHEDULER_FILE"
 """Set by ``rmtbench run``: jobs in ``local`` mode join the sweep's LocalCluster through this file."""
 
 
+@functools.lru_cache(maxsize=1)
+def _blas_controller() -> Any:
+    """One threadpoolctl controller per process, made after numpy's and scipy's BLAS are loaded.
+
+    ``threadpool_limits`` scans the process's shared libraries on every call (about 1.5 ms); a cell
+    enters a one-thread block per stripe and per seed, so the scan is done once and reused.
+    """
+    import numpy  # noqa: F401  (load both BLAS libraries before the scan)
+    import scipy.linalg  # noqa: F401
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def blas_threads(limit: int) -> contextlib.AbstractContextManager[Any]:
+    """A context manager limiting the BLAS/OpenMP threads of numpy and scipy to ``limit``.
+
+    Parameters
+    ----------
+    limit
+        Threads allowed inside the block (at least 1).
+    """
+    return _blas_controller().limit(limits=max(1, int(limit)))
+
+
 @contextlib.contextmanager
 def single_blas_thread() -> Iterator[None]:
     """Run the block with BLAS/OpenMP limited to one thread."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):
+    with blas_threads(1):
         yield
 
 

@@ -152,6 +152,12 @@ def _git_revision() -> str:
 
 def package_versions() -> dict[str, str]:
     """Versions of the packages whose code determines the numbers."""
+    return dict(_package_versions())
+
+
+@lru_cache(maxsize=1)
+def _package_versions() -> dict[str, str]:
+    # importlib.metadata parses each package's METADATA file (about 9 ms for the list); once per process
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {"python": sys.version.split()[0]}

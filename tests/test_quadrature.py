@@ -101,3 +101,24 @@ def test_hermite_table_is_orthonormal() -> None:
     np.testing.assert_allclose(gram, np.eye(31), atol=1e-12)
     raw = hermite_table(np.array([1.5]), 4, normalized=False)[:, 0]
     np.testing.assert_allclose(raw, [1, 1.5, 1.25, 1.5**3 - 4.5, 1.5**4 - 6 * 1.5**2 + 3])
+
+
+def test_panels_are_bitwise_those_of_linspace_per_interval() -> None:
+    from rmtbench.quadrature import _panels
+
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        cuts = np.unique(np.concatenate([[-12.0, 12.0], rng.uniform(-12, 12, int(rng.integers(0, 40)))]))
+        h = float(rng.choice([1.0, 0.1, 1 / 3, 0.0123, 5.0]))
+        edges = [np.linspace(a, b, max(1, math.ceil((b - a) / h - 1e-9)) + 1) for a, b in zip(cuts[:-1], cuts[1:])]
+        lo, hi = _panels(cuts, h)
+        assert np.array_equal(lo, np.concatenate([e[:-1] for e in edges]))
+        assert np.array_equal(hi, np.concatenate([e[1:] for e in edges]))
+
+
+def test_cached_rules_are_handed_out_as_copies() -> None:
+    xi, w = gaussian_rule(scale=0.5, kinks=(0.0,))
+    xi[:] = 0.0
+    w[:] = 0.0
+    again_xi, again_w = gaussian_rule(scale=0.5, kinks=(0.0,))
+    assert again_w.sum() == pytest.approx(1.0, abs=1e-12) and np.any(again_xi != 0.0)

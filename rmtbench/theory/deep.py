@@ -443,12 +443,12 @@ def spectral_norm(A: Array) -> float:
     >>> spectral_norm(np.diag([1.0, -3.0, 2.0]))
     3.0
     """
-    from threadpoolctl import threadpool_limits
+    from rmtbench.parallel import single_blas_thread
 
     A = _symmetric(np.asarray(A, dtype=float))
     n = A.shape[0]
     # One BLAS thread: these sizes gain nothing from more, and oversubscribed threads cost 20x.
-    with threadpool_limits(limits=1):
+    with single_blas_thread():
         if n < 400:
             from scipy.linalg import eigvalsh
 
