@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from rmtbench.parallel import quiet_cluster_env
+
 log = logging.getLogger("rmtbench.slurm")
 
 WORKER_ENV = {
@@ -139,7 +141,7 @@ def task_cluster(
     folder = Path(workdir) if workdir else Path.cwd() / ".rmtbench-dask" / f"{allocation.job_id}-{os.getpid()}"
     folder.mkdir(parents=True, exist_ok=True)
     scheduler_file = folder / "scheduler.json"
-    env = {**os.environ, **WORKER_ENV}
+    env = {**os.environ, **WORKER_ENV, **quiet_cluster_env()}
     net = ["--interface", interface] if interface else []
     scheduler_log = open(folder / "scheduler.log", "w")
     workers_log = open(folder / "workers.log", "w")

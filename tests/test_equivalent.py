@@ -327,14 +327,3 @@ def test_theory_bits_do_not_depend_on_the_callers_blas_threads(tmp_path):
         two = plan.kind.theory(cells, RunContext(data_dir=tmp_path))
     for name in one.data_vars:
         assert np.array_equal(one[name].values, two[name].values, equal_nan=True), name
-
-
-def test_blas_limits_reuse_one_controller_and_restore_the_callers_threads() -> None:
-    from threadpoolctl import threadpool_info
-
-    from rmtbench.parallel import blas_threads, single_blas_thread
-
-    with blas_threads(2):
-        with single_blas_thread():
-            assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == {1}
-        assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == {2}
