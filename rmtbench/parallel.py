@@ -29,7 +29,10 @@ memory-limit checks react within 0.5-1 s instead of 20-100 ms. Work stealing sti
 
 
 def quiet_cluster_env() -> dict[str, str]:
-    """:data:`QUIET_CLUSTER_CONFIG` as ``DASK_...`` environment variables, for schedulers and workers started as commands."""
+    """:data:`QUIET_CLUSTER_CONFIG` as ``DASK_...`` environment variables.
+
+    For schedulers and workers started as commands (the SLURM task clusters of :mod:`rmtbench.slurm`).
+    """
     def name(key: str) -> str:
         return "DASK_" + "__".join(part.upper().replace("-", "_") for part in key.split("."))
 
@@ -45,7 +48,8 @@ def _blas_controller() -> Any:
     """One threadpoolctl controller per process, made after numpy's and scipy's BLAS are loaded.
 
     ``threadpool_limits`` scans the process's shared libraries on every call (about 1.5 ms); a cell
-    enters a one-thread block per stripe and per seed, so the scan is done once and reused.
+    enters a one-thread block per stripe and per seed, so the scan is done once and reused. Thread
+    pools loaded after the first call (none of rmtbench's own) are not limited by it.
     """
     import numpy  # noqa: F401  (load both BLAS libraries before the scan)
     import scipy.linalg  # noqa: F401
