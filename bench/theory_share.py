@@ -98,15 +98,14 @@ def main() -> None:
 
     from rmtbench.experiments.base import RunContext
 
-    global _SWEEP, _CONTEXT
-    sweep, _ = _load(args.config)
+    sweep, context = _load(args.config)
     table = Table(f"theory-share: theory time / simulation time on the sweep {sweep.name!r} ({args.config})",
                   ["experiment", "cells", "theory keys", "simulate wall s", "theory wall s", "simulate CPU s", "theory CPU s",
                    "share (wall)", "share (CPU)"])
     table.notes.append(f"simulate: LocalCluster of {args.workers} single-threaded workers, block_rows = "
                        f"{sweep.compute['block_rows']}, cells one after another; theory: "
                        + (f"{jobs} processes side by side (as `rmtbench run --cores {jobs}` runs theory jobs), one BLAS thread each"
-                          if jobs > 1 else "this process, one BLAS thread, keys one after another")
+                          if jobs > 1 else "one process, one BLAS thread, keys one after another")
                        + "; data sets loaded and modules imported before the clocks start, on both sides")
     totals = [0.0, 0.0, 0.0, 0.0]
     spawn = multiprocessing.get_context("spawn")
@@ -115,9 +114,8 @@ def main() -> None:
             ProcessPoolExecutor(jobs, mp_context=spawn, initializer=_start_theory_process, initargs=(args.config, barrier)) as pool:
         theory_pids = set(pool.map(_pid, range(jobs)))  # every process started, warm, and its pid known
         assert len(theory_pids) == jobs
-        _SWEEP, _CONTEXT = sweep, RunContext(data_dir=sweep.data_dir, client=None, block_rows=sweep.compute["block_rows"])
         _import_everything()
-        _warm_data(sweep, _CONTEXT)
+        _warm_data(sweep, context)  # the simulation side starts warm too
         pids = worker_pids(client)
         for name, plan in sweep.experiments.items():
             groups = plan.theory_groups()

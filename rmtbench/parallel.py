@@ -100,7 +100,7 @@ def dask_client(settings: Mapping[str, Any], *, threads: int = 1, memory_limit: 
     if mode == "synchronous":
         yield None
         return
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if mode == "address":
         with Client(settings["address"]) as client:
@@ -110,13 +110,20 @@ def dask_client(settings: Mapping[str, Any], *, threads: int = 1, memory_limit: 
         with Client(scheduler_file=settings["scheduler_file"]) as client:
             yield client
         return
-    import dask
-
     workers = int(settings.get("workers") or max(1, threads))
     os.environ.setdefault("PYTHONHASHSEED", "0")
+    with _local_cluster(workers, memory_limit=memory_limit or "auto") as client:
+        yield client
+
+
+@contextlib.contextmanager
+def _local_cluster(workers: int, **options: Any) -> Iterator[Any]:
+    """A client of a LocalCluster of ``workers`` single-threaded processes, with :data:`QUIET_CLUSTER_CONFIG`."""
+    import dask
+    from distributed import Client, LocalCluster
+
     with dask.config.set(QUIET_CLUSTER_CONFIG), LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-        memory_limit=memory_limit or "auto", silence_logs=40,
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40, **options,
     ) as cluster, Client(cluster) as client:
         yield client
 
@@ -124,11 +131,7 @@ def dask_client(settings: Mapping[str, Any], *, threads: int = 1, memory_limit: 
 @contextlib.contextmanager
 def shared_local_cluster(workers: int, scheduler_file: str) -> Iterator[Any]:
     """Start a LocalCluster of ``workers`` single-threaded processes and publish its scheduler file."""
-    import dask
-    from distributed import Client, LocalCluster
-
-    with dask.config.set(QUIET_CLUSTER_CONFIG), LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                             dashboard_address=":0", silence_logs=40) as cluster, Client(cluster) as client:
+    with _local_cluster(workers) as client:
         client.write_scheduler_file(scheduler_file)
         yield client
 
