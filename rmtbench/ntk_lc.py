@@ -155,38 +155,116 @@ def _solve_hidden(d1: float, d2: float, q: float, tau: float) -> tuple[StepParam
     return params_of(best.x), float(np.max(np.abs(best.fun)))
 
 
+# The last layer's three-level step, with E σ' = D1/τ and E σ'' = D2/τ² imposed exactly, is a function of its
+# standardised thresholds v = s₋/τ < u = s₊/τ alone: the amplitudes solve a 2 x 2 linear system in closed form,
+#   a₊ = (D2 − v D1)/((u − v) f(u)),   a₋ = (D2 − u D1)/((u − v) f(v)),
+# and Var σ = aᵀ C a with C the covariance of the indicators 1{ξ > u}, 1{ξ < v}. The search runs over
+# x = (v, w = log(u − v)), which keeps u > v.
+_LAST_V = (-8.0, 8.0)
+_LAST_W = (-6.0, 2.8)
+
+
+def _last_layer_variance(v: np.ndarray, w: np.ndarray, D1: float, D2: float, *, gradient: bool = False) -> Any:
+    """Var σ (and its gradient in (v, w)) of the three-level step with the two derivative moments imposed."""
+    g = np.exp(w)
+    u = v + g
+    fu, fv = np.exp(-0.5 * u * u) / _SQRT_2PI, np.exp(-0.5 * v * v) / _SQRT_2PI
+    a_plus, a_minus = (D2 - v * D1) / (g * fu), (D2 - u * D1) / (g * fv)
+    p_plus, p_minus = special.ndtr(-u), special.ndtr(v)
+    # The covariance form, not E σ² − (E σ)²: the amplitudes grow large where the thresholds close in.
+    c11, c22, c12 = p_plus * special.ndtr(u), p_minus * special.ndtr(-v), -p_plus * p_minus
+    ca_plus, ca_minus = c11 * a_plus + c12 * a_minus, c12 * a_plus + c22 * a_minus
+    var = a_plus * ca_plus + a_minus * ca_minus
+    if not gradient:
+        return var
+    da_plus = (-a_plus * (1.0 - g * u) / g, a_plus / g - D1 / (g * fu))  # (∂/∂u, ∂/∂v)
+    da_minus = (-D1 / (g * fv) - a_minus / g, a_minus * (1.0 + g * v) / g)
+    dc_u = (-fu * (1.0 - 2.0 * p_plus), 0.0, fu * p_minus)  # (∂c11, ∂c22, ∂c12)/∂u
+    dc_v = (0.0, fv * (1.0 - 2.0 * p_minus), -p_plus * fv)
+    grads = []
+    for k, (d11, d22, d12) in enumerate((dc_u, dc_v)):
+        quad = d11 * a_plus**2 + d22 * a_minus**2 + 2.0 * d12 * a_plus * a_minus
+        grads.append(2.0 * (ca_plus * da_plus[k] + ca_minus * da_minus[k]) + quad)
+    dv_u, dv_v = grads
+    return var, np.array([dv_u + dv_v, g * dv_u])  # (∂/∂v at fixed w, ∂/∂w)
+
+
+def _last_layer_params(x: np.ndarray, D1: float, D2: float, tau: float) -> StepParams:
+    v, w = float(x[0]), float(x[1])
+    g = math.exp(w)
+    u = v + g
+    return StepParams(v * tau, u * tau, (D2 - u * D1) / (g * _pdf(v)), (D2 - v * D1) / (g * _pdf(u)))
+
+
+def _minimum_variance(D1: float, D2: float) -> tuple[np.ndarray, np.ndarray]:
+    """The (v, w) of least Var σ: the best point of a grid, then Newton on the gradient; (x, Hessian)."""
+    vs, ws = np.linspace(*_LAST_V, 161), np.linspace(*_LAST_W, 89)
+    with np.errstate(all="ignore"):
+        grid = _last_layer_variance(vs[:, None], ws[None, :], D1, D2)
+    grid = np.where(np.isfinite(grid), grid, np.inf)
+    i, j = np.unravel_index(np.argmin(grid), grid.shape)
+    x0 = np.array([vs[i], ws[j]])
+
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+        var, grad = _last_layer_variance(x[0], x[1], D1, D2, gradient=True)
+        return float(var), grad
+
+    bounds = [(_LAST_V[0] - 1.0, _LAST_V[1] + 1.0), (_LAST_W[0] - 1.0, _LAST_W[1] + 1.0)]
+    x = optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                          options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 500}).x
+
+    def hessian(x: np.ndarray) -> np.ndarray:
+        h = 1e-5 * np.maximum(1.0, np.abs(x))
+        cols = [(fun(x + h[k] * e)[1] - fun(x - h[k] * e)[1]) / (2.0 * h[k]) for k, e in enumerate(np.eye(2))]
+        H = np.column_stack(cols)
+        return 0.5 * (H + H.T)
+
+    # Newton on ∇Var = 0 pins the minimiser to rounding (a minimiser of Var itself only to √eps).
+    for _ in range(20):
+        H = hessian(x)
+        if np.linalg.eigvalsh(H)[0] <= 0:
+            break
+        step = np.linalg.solve(H, fun(x)[1])
+        if not np.abs(fun(x - step)[1]).max() < np.abs(fun(x)[1]).max():
+            break
+        x = x - step
+        if np.abs(step).max() <= 4 * np.finfo(float).eps * max(1.0, np.abs(x).max()):
+            break
+    H = hessian(x)
+    if not (np.all(np.isfinite(x)) and np.linalg.eigvalsh(H)[0] > 0):
+        raise RuntimeError(f"no minimum of the last layer's step variance found for E σ' = {D1}, E σ'' = {D2} (τ = 1)")
+    return x, H
+
+
 def _solve_last(d1: float, d2: float, var: float, tau: float) -> tuple[StepParams, float]:
-    """a₋1{t<s₋} + a₊1{t>s₊} with E σ' = d1, E σ'' = d2 exactly and |Var σ − var| smallest; (params, Δvar/var)."""
+    """a₋1{t<s₋} + a₊1{t>s₊} with E σ' = d1, E σ'' = d2 exactly and |Var σ − var| smallest; (params, Δvar/var).
 
-    def amplitudes(u: float, v: float) -> tuple[float, float] | None:
-        A = np.array([[_pdf(u), -_pdf(v)], [u * _pdf(u), -v * _pdf(v)]])
-        if abs(np.linalg.det(A)) < 1e-14:
-            return None
-        a_plus, a_minus = np.linalg.solve(A, [tau * d1, tau * tau * d2])
-        return float(a_minus), float(a_plus)
+    When no member reaches ``var`` (ReLU: formula sheet section 4.5), the member of least variance, a
+    unique interior minimum found by Newton on the closed-form gradient. When members reach it, they
+    form a curve around that minimum; the one returned lies on the minimum's stiffest direction
+    (the eigenvector of the largest Hessian eigenvalue, oriented towards wider thresholds), i.e.
+    nearest to the minimum in (s₋/τ, log((s₊ − s₋)/τ)) to second order. Either way the choice is a
+    root of a smooth equation, solved to rounding: deterministic and continuous in the moments.
+    """
+    D1, D2 = tau * d1, tau * tau * d2
+    x, H = _minimum_variance(D1, D2)
+    v_min = float(_last_layer_variance(x[0], x[1], D1, D2))
+    if v_min < var:
+        direction = np.linalg.eigh(H)[1][:, -1]
+        direction = direction if direction[1] > 0 or (direction[1] == 0 and direction[0] > 0) else -direction
 
-    def params_of(x: np.ndarray) -> StepParams | None:
-        v, w = x
-        u = v + math.exp(w)
-        amps = amplitudes(u, v)
-        return None if amps is None else StepParams(v * tau, u * tau, amps[0], amps[1])
+        def excess(r: float) -> float:
+            y = x + r * direction
+            return float(_last_layer_variance(y[0], y[1], D1, D2)) - var
 
-    def residual(x: np.ndarray) -> np.ndarray:
-        p = params_of(x)
-        if p is None:
-            return np.array([1e6])
-        return np.array([(step_moments(p, tau=tau)[2] - var) / var])
-
-    best = None
-    for v0 in (-2.0, -1.0, -0.3, 0.3):
-        for w0 in (-1.0, 0.0, 1.0):
-            r = optimize.least_squares(residual, [v0, w0], bounds=([-8.0, -6.0], [8.0, 2.8]), xtol=1e-14, ftol=1e-14)
-            if params_of(r.x) is not None and (best is None or r.cost < best.cost):
-                best = r
-    assert best is not None
-    p = params_of(best.x)
-    assert p is not None
-    return p, float(best.fun[0])
+        r_hi = 1e-3
+        while excess(r_hi) < 0:
+            r_hi *= 2.0
+            if r_hi > 64:
+                raise RuntimeError(f"the last layer's step variance does not reach {var} along the search ray")
+        x = x + optimize.brentq(excess, 0.0, r_hi, xtol=1e-15, rtol=4 * np.finfo(float).eps) * direction
+    params = _last_layer_params(x, D1, D2, tau)
+    return params, float((step_moments(params, tau=tau)[2] - var) / var)
 
 
 @dataclass(frozen=True)
