@@ -315,7 +315,7 @@ def ridge_mse_theory(
     >>> bool(np.all(np.diff(theory.train_mse, axis=1) > 0))  # more ridge, more training error
     True
     """
-    from rmtbench.theory.equivalent import KernelSpectrum, ridge_mse_from_spectrum
+    from rmtbench.theory.equivalent import KernelSpectrum, ridge_mse_over_widths
 
     parts = (K_cross, K_test_diag, y_test)
     if any(p is None for p in parts) and not all(p is None for p in parts):
@@ -324,11 +324,11 @@ def ridge_mse_theory(
     widths = np.atleast_1d(np.asarray(d, dtype=np.float64))
     if widths.ndim != 1:
         raise ValueError(f"d must be a scalar or 1-D, got shape {widths.shape}")
-    results = [ridge_mse_from_spectrum(spectrum, d=float(w), gammas=gammas) for w in widths]
-    train = np.array([r.train_mse for r in results])
-    delta = np.array([r.delta for r in results])
-    test = None if results[0].test_mse is None else np.array([r.test_mse for r in results])
+    g = np.atleast_1d(np.asarray(gammas, dtype=np.float64))
+    if g.ndim != 1:
+        raise ValueError(f"gammas must be a scalar or 1-D, got shape {g.shape}")
+    delta, train, test = ridge_mse_over_widths(spectrum, widths=widths, gammas=g)
     if np.ndim(d) == 0:
         train, delta = train[0], delta[0]
         test = None if test is None else test[0]
-    return RidgeTheory(d=widths, gammas=results[0].gammas, train_mse=train, test_mse=test, delta=delta)
+    return RidgeTheory(d=widths, gammas=g, train_mse=train, test_mse=test, delta=delta)

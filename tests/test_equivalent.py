@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.optimize
 
 from rmtbench.ridge import ridge_mse
 from rmtbench.theory.equivalent import (
@@ -19,6 +20,7 @@ from rmtbench.theory.equivalent import (
     gram_stieltjes,
     kernel_rank,
     ridge_mse_from_spectrum,
+    ridge_mse_over_widths,
     ridge_mse_theory,
     ridgeless_theta,
     ridgeless_train_mse,
@@ -261,6 +263,40 @@ def test_theory_wrappers_agree_and_limits(relu256):
     assert r.test_mse is None and np.allclose(r.train_mse, b.train_mse, rtol=1e-12)
     with pytest.raises(ValueError):
         ridge_mse_from_spectrum(spec, d=300, gammas=[0.0])
+
+
+def test_many_widths_at_once_equal_one_width_at_a_time(relu256):
+    *_, spec = relu256
+    widths = np.array([32.0, 200.0, 256.0, 300.0, 4096.0])
+    gammas = np.array([1e-8, 1e-3, 0.1, 10.0])
+    delta, train, test = ridge_mse_over_widths(spec, widths=widths, gammas=gammas)
+    for i, d in enumerate(widths):
+        one = ridge_mse_from_spectrum(spec, d=d, gammas=gammas)
+        np.testing.assert_allclose(delta[i], one.delta, rtol=1e-14)
+        np.testing.assert_allclose(train[i], one.train_mse, rtol=1e-12)
+        np.testing.assert_allclose(test[i], one.test_mse, rtol=1e-12)
+    # ridges that depend on the width (footprint's N·gamma/n)
+    per_width = widths[:, None] * gammas[None, :] / 256
+    _, train_w, _ = ridge_mse_over_widths(spec, widths=widths, gammas=per_width)
+    np.testing.assert_allclose(train_w[3], ridge_mse_from_spectrum(spec, d=300, gammas=per_width[3]).train_mse, rtol=1e-12)
+    with pytest.raises(ValueError, match="gammas"):
+        ridge_mse_over_widths(spec, widths=widths, gammas=per_width[:2])
+
+
+def test_delta_newton_agrees_with_brent_on_its_bracket(relu256):
+    # the vectorised Newton solver against an independent bracketing root-finder
+    lam, n = relu256[-1].eigvals, 256
+    lam = lam[lam > n * np.finfo(float).eps * lam.max()]
+    for d in (16, 255, 256, 1024):
+        for gamma in (1e-6, 1e-2, 1.0, 1e3):
+            c = d / n
+
+            def f(x):
+                return x - np.sum(lam * (1 + x) / (c * lam + gamma * (1 + x))) / n
+
+            ref = scipy.optimize.brentq(f, np.sum(lam / (c * lam + gamma)) / n, np.sum(lam) / (n * gamma), xtol=1e-300,
+                                        rtol=4 * np.finfo(float).eps)
+            assert solve_delta(lam, d=d, n=n, gamma=gamma) == pytest.approx(ref, rel=1e-12)
 
 
 # ----------------------------------------------------------------------------- ridgeless limit

@@ -318,14 +318,11 @@ def _ridge(fmap: Any, data: Any, gammas: np.ndarray, block_rows: int) -> Any:
 
 def _llc18(spectrum: Any, widths: Any, gammas: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """LLC18 test and training MSE per width N at kernel-scale ridges gamma (gamma_LLC = N gamma / n)."""
-    from rmtbench.theory.equivalent import ridge_mse_from_spectrum
+    from rmtbench.theory.equivalent import ridge_mse_over_widths
 
-    test, train = [], []
-    for N in widths:
-        res = ridge_mse_from_spectrum(spectrum, d=float(N), gammas=float(N) * gammas / n)
-        test.append(res.test_mse)
-        train.append(res.train_mse)
-    return np.array(test), np.array(train)
+    N = np.asarray(widths, dtype=float)
+    _, train, test = ridge_mse_over_widths(spectrum, widths=N, gammas=N[:, None] * gammas[None, :] / n)
+    return test, train
 
 
 def _kernel_ridge(spectrum: Any, gammas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

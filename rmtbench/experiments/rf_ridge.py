@@ -109,7 +109,7 @@ class RandomFeaturesRidge(Experiment):
 
         from rmtbench.activations import get_activation
         from rmtbench.store import provenance
-        from rmtbench.theory.equivalent import KernelSpectrum, ridge_mse_from_spectrum
+        from rmtbench.theory.equivalent import KernelSpectrum, ridge_mse_over_widths
         from rmtbench.theory.kernels import expected_kernel, expected_kernel_diag
 
         first = cells[0]
@@ -125,8 +125,8 @@ class RandomFeaturesRidge(Experiment):
         n = data.X.shape[1]
 
         def evaluate(values: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            results = [ridge_mse_from_spectrum(spectrum, d=max(1, int(round(r * n))), gammas=gammas) for r in values]
-            return tuple(np.array([getattr(r, k) for r in results]) for k in ("train_mse", "test_mse", "delta"))
+            delta, train, test = ridge_mse_over_widths(spectrum, widths=[max(1, int(round(r * n))) for r in values], gammas=gammas)
+            return train, test, delta
 
         train, test, delta = evaluate(ratios)
         # a dense curve of widths for the figures: one eigendecomposition makes it almost free

@@ -31,6 +31,7 @@ __all__ = [
     "gram_stieltjes",
     "kernel_rank",
     "ridge_mse_from_spectrum",
+    "ridge_mse_over_widths",
     "ridge_mse_theory",
     "ridgeless_theta",
     "ridgeless_train_mse",
@@ -95,8 +96,9 @@ def solve_delta(kernel_eigvals: ArrayLike, *, d: float, n: int, gamma: float) ->
     Returns
     -------
     float
-        δ, found by Brent's method on the bracket [(1/n)Σλ/((d/n)λ+γ), tr K/(nγ)] to relative
-        accuracy ~1e-15 (the fixed-point iteration is slow for small γ, pitfall P18).
+        δ, to rounding: Newton from the top of the bracket [(1/n)Σλ/((d/n)λ+γ), tr K/(nγ)], monotone
+        because the equation's residual is convex in δ (the fixed-point iteration is slow for small γ,
+        pitfall P18).
 
     Examples
     --------
@@ -109,27 +111,49 @@ def solve_delta(kernel_eigvals: ArrayLike, *, d: float, n: int, gamma: float) ->
     gamma = float(gamma)
     if not (math.isfinite(gamma) and gamma > 0):
         raise ValueError(f"gamma must be > 0, got {gamma}")
-    lam = _eigvals(kernel_eigvals, n)
+    return float(_solve_delta_many(_eigvals(kernel_eigvals, n), c=np.array([d / n]), gamma=np.array([gamma]), n=n)[0])
+
+
+def _solve_delta_many(lam: NDArray[np.float64], *, c: NDArray[np.float64], gamma: NDArray[np.float64],
+                      n: int) -> NDArray[np.float64]:
+    """δ for every pair (c_k = d_k/n, γ_k) at once; ``lam`` already cleaned by :func:`_eigvals`.
+
+    f(δ) = δ − h(δ) with h(δ) = (1/n) Σ λ w/(cλ + γw), w = 1 + δ, increasing and concave: f is
+    convex with one root on [lo, hi] = [h(0), tr K/(nγ)] (f(lo) <= 0 <= f(hi)). Newton from hi
+    therefore decreases monotonically onto the root, quadratically near it, and stops when a step
+    no longer decreases δ (the root to rounding). Pairs that do not settle in 200 steps fall back
+    to Brent's method on their bracket.
+    """
     lam = lam[lam > 0]
     if lam.size == 0:
-        return 0.0
-    c = d / n
+        return np.zeros(c.shape)
+    lo = np.sum(lam[:, None] / (c[None, :] * lam[:, None] + gamma[None, :]), axis=0) / n
+    delta = np.sum(lam) / (n * gamma)
+    active = np.ones(c.shape, dtype=bool)
+    for _ in range(200):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        ck, gk, dk = c[idx], gamma[idx], delta[idx]
+        w = 1.0 + dk
+        denom = ck[None, :] * lam[:, None] + gk[None, :] * w[None, :]
+        h = np.sum(lam[:, None] * w[None, :] / denom, axis=0) / n
+        dh = np.sum(ck[None, :] * (lam * lam)[:, None] / (denom * denom), axis=0) / n
+        step = (dk - h) / (1.0 - dh)
+        new = np.maximum(dk - step, lo[idx])
+        moved = (step > 0) & (new < dk)
+        delta[idx] = np.where(moved, new, dk)
+        active[idx] = moved & (dk - new > 2 * _EPS * dk)
+    for k in np.flatnonzero(active):  # not settled: Brent on the bracket
+        ck, gk = float(c[k]), float(gamma[k])
 
-    def f(delta: float) -> float:
-        w = 1.0 + delta
-        return delta - float(np.sum(lam * w / (c * lam + gamma * w))) / n
+        def f(x: float) -> float:
+            w = 1.0 + x
+            return x - float(np.sum(lam * w / (ck * lam + gk * w))) / n
 
-    # f(lo) <= 0 <= f(hi): the right-hand side is increasing in δ and bounded by tr K/(nγ).
-    lo = float(np.sum(lam / (c * lam + gamma))) / n
-    hi = float(np.sum(lam)) / (n * gamma)
-    f_lo, f_hi = f(lo), f(hi)
-    if f_lo >= 0:
-        return lo
-    if f_hi <= 0:
-        return hi
-    return float(
-        scipy.optimize.brentq(f, lo, hi, xtol=lo * _EPS, rtol=_BRENT_RTOL, maxiter=500)
-    )
+        delta[k] = scipy.optimize.brentq(f, float(lo[k]), float(np.sum(lam)) / (n * gk), xtol=float(lo[k]) * _EPS,
+                                         rtol=_BRENT_RTOL, maxiter=500)
+    return delta
 
 
 # --------------------------------------------------------------------------- complex plane
@@ -647,33 +671,84 @@ def ridge_mse_from_spectrum(
     g = np.atleast_1d(np.asarray(gammas, dtype=np.float64))
     if g.ndim != 1 or not np.all(np.isfinite(g)) or np.any(g <= 0):
         raise ValueError(f"gammas must be a 1-D array of finite values > 0, got {g}")
+    delta, train, test = _ridge_mse_pairs(spectrum, np.full(g.shape, d), g)
+    return RidgeTheoryResult(gammas=g, d=d, delta=delta, train_mse=train, test_mse=test)
+
+
+def ridge_mse_over_widths(
+    spectrum: KernelSpectrum, *, widths: ArrayLike, gammas: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None]:
+    """:func:`ridge_mse_from_spectrum` for many widths at once: (δ, Ē_train, Ē_test), each (widths, gammas).
+
+    Parameters
+    ----------
+    spectrum
+        Output of :meth:`KernelSpectrum.from_kernel`.
+    widths
+        Numbers of random features d, shape (k,).
+    gammas
+        Ridges γ > 0: shape (g,) for the same ridges at every width, or (k, g) for ridges that
+        depend on the width.
+
+    Returns
+    -------
+    tuple
+        δ(−γ), Ē_train and Ē_test (None without a test set), each of shape (k, g); row i equals
+        ``ridge_mse_from_spectrum(spectrum, d=widths[i], gammas=...)``, all δ solved together.
+
+    Examples
+    --------
+    >>> spec = KernelSpectrum.from_kernel(np.eye(4), np.ones(4))
+    >>> delta, train, _ = ridge_mse_over_widths(spec, widths=[2, 8], gammas=[0.1, 1.0])
+    >>> bool(np.allclose(train[1], ridge_mse_from_spectrum(spec, d=8, gammas=[0.1, 1.0]).train_mse))
+    True
+    """
+    d = np.array([_check_d(w) for w in np.atleast_1d(np.asarray(widths, dtype=np.float64))])
+    g = np.asarray(gammas, dtype=np.float64)
+    g = np.broadcast_to(g, (d.size, g.size)) if g.ndim == 1 else g
+    if g.ndim != 2 or g.shape[0] != d.size or not np.all(np.isfinite(g)) or np.any(g <= 0):
+        raise ValueError(f"gammas must be (g,) or ({d.size}, g) finite values > 0, got shape {np.shape(gammas)}")
+    out = _ridge_mse_pairs(spectrum, np.repeat(d, g.shape[1]), g.ravel())
+    return tuple(None if a is None else a.reshape(g.shape) for a in out)  # type: ignore[return-value]
+
+
+_PAIRS_PER_BLOCK = 256
+"""(d, γ) pairs evaluated together by :func:`_ridge_mse_pairs`: bounds its (n, pairs) temporaries."""
+
+
+def _ridge_mse_pairs(
+    spectrum: KernelSpectrum, d: NDArray[np.float64], g: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None]:
+    """δ, Ē_train, Ē_test for each pair (d_k, γ_k) (formulas of :func:`ridge_mse_from_spectrum`)."""
     n = spectrum.n
     lam, a = spectrum.eigvals, spectrum.y_proj
-    delta = np.array([solve_delta(lam, d=d, n=n, gamma=float(gm)) for gm in g])
-    c = (d / n) / (1.0 + delta)  # (g,)
-    psi = lam[:, None] * c[None, :]  # (n, g)
-    q = 1.0 / (psi + g[None, :])
-    D = 1.0 - np.sum((psi * q) ** 2, axis=0) / d
-    if np.any(D <= 0):
-        raise FloatingPointError(f"1 - (1/d) tr (ΨQ̄)² <= 0 at gamma = {g[D <= 0]}")
-    R = np.sum(psi * q**2, axis=0) / d / D
-    aq2 = a[:, None] ** 2 * q**2
-    train = g**2 / n * np.sum(aq2 * (R[None, :] * psi + 1.0), axis=0)
-    test = None
-    if spectrum.cross_proj is not None:
-        B, yt, b2 = spectrum.cross_proj, spectrum.y_test, spectrum.cross_rownorm2
-        n_test = yt.shape[0]
-        yhat = c[None, :] * (B.T @ (q * a[:, None]))  # (n̂, g)
-        bias = np.sum((yt[:, None] - yhat) ** 2, axis=0) / n_test
-        quad = np.sum(aq2 * psi, axis=0) / d
-        bracket = c * spectrum.test_diag_mean - c**2 * np.sum(
-            b2[:, None] * (q + g[None, :] * q**2), axis=0
-        ) / n_test
-        test = bias + quad / D * bracket
+    delta = _solve_delta_many(lam, c=d / n, gamma=g, n=n)
+    train = np.empty(d.shape)
+    test = None if spectrum.cross_proj is None else np.empty(d.shape)
+    for s in range(0, d.size, _PAIRS_PER_BLOCK):
+        blk = slice(s, s + _PAIRS_PER_BLOCK)
+        dk, gk = d[blk], g[blk]
+        c = (dk / n) / (1.0 + delta[blk])  # (m,)
+        psi = lam[:, None] * c[None, :]  # (n, m)
+        q = 1.0 / (psi + gk[None, :])
+        D = 1.0 - np.sum((psi * q) ** 2, axis=0) / dk
+        if np.any(D <= 0):
+            raise FloatingPointError(f"1 - (1/d) tr (ΨQ̄)² <= 0 at gamma = {gk[D <= 0]}")
+        R = np.sum(psi * q**2, axis=0) / dk / D
+        aq2 = a[:, None] ** 2 * q**2
+        train[blk] = gk**2 / n * np.sum(aq2 * (R[None, :] * psi + 1.0), axis=0)
+        if test is not None:
+            B, yt, b2 = spectrum.cross_proj, spectrum.y_test, spectrum.cross_rownorm2
+            n_test = yt.shape[0]
+            yhat = c[None, :] * (B.T @ (q * a[:, None]))  # (n̂, m)
+            bias = np.sum((yt[:, None] - yhat) ** 2, axis=0) / n_test
+            quad = np.sum(aq2 * psi, axis=0) / dk
+            bracket = c * spectrum.test_diag_mean - c**2 * np.sum(b2[:, None] * (q + gk[None, :] * q**2), axis=0) / n_test
+            test[blk] = bias + quad / D * bracket
     for name, arr in (("train", train), ("test", test)):
         if arr is not None and not np.all(np.isfinite(arr)):
-            raise FloatingPointError(f"non-finite theoretical {name} MSE at gamma = {g}")
-    return RidgeTheoryResult(gammas=g, d=d, delta=delta, train_mse=train, test_mse=test)
+            raise FloatingPointError(f"non-finite theoretical {name} MSE at gamma = {g[~np.isfinite(arr)]}")
+    return delta, train, test
 
 
 def ridge_mse_theory(
