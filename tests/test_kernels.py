@@ -291,3 +291,21 @@ def test_quadrature_kernel_is_positive_semidefinite() -> None:
     for spec in ("tanh", "clip(c=0.6,scale=1.0)"):
         K = expected_kernel(spec, X)
         assert np.linalg.eigvalsh(K).min() > -1e-10, spec
+
+
+@pytest.mark.parametrize("act", ["relu", "abs", "sign", "leaky_relu(a=1.0,b=0.1)", "binary(threshold=0.8,scale=1.7)",
+                                 "ternary(s_minus=-0.4,s_plus=1.1,scale=2.0)", "clip(c=0.7,scale=1.5)",
+                                 "centered(base=relu,shift=0.4)"])
+def test_piecewise_diagonal_closed_form_against_split_quadrature(act):
+    # the closed form for piecewise-linear φ against the kink-split Gauss rule it replaced (~1e-14 each)
+    from rmtbench.activations import get_activation
+    from rmtbench.quadrature import gaussian_expectations
+    from rmtbench.theory.kernels import expected_kernel_diag
+
+    a = get_activation(act)
+    assert a.piecewise is not None
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((4, 30)) * rng.exponential(2.0, size=30)
+    A[:, 0] = 0.0  # a zero input: φ(0)²
+    ref = gaussian_expectations(lambda t: np.asarray(a.phi(t), dtype=float) ** 2, np.linalg.norm(A, axis=0), kinks=a.kinks)
+    np.testing.assert_allclose(expected_kernel_diag(a, A), ref, rtol=1e-12, atol=1e-300)

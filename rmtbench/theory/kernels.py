@@ -357,8 +357,12 @@ def _evaluate(act: Activation, closed: Callable[..., Array] | None, pieces: tupl
         f = pointwise
         # Self-pairs (ρ = 1) get the exact 1-D value, identical to expected_kernel_diag.
         self_pairs = np.flatnonzero(np.diagonal(rho) >= 1.0 - 1e-12)
-        out[self_pairs, self_pairs] = gaussian_expectations(
-            lambda t: np.asarray(f(t), dtype=float) ** 2, sa[self_pairs], kinks=act.kinks)
+        if pieces is not None:
+            out[self_pairs, self_pairs] = _piecewise_second_moment(
+                pieces, sa[self_pairs], at_zero=float(np.asarray(f(np.zeros(1)), dtype=float)[0]))
+        else:
+            out[self_pairs, self_pairs] = gaussian_expectations(
+                lambda t: np.asarray(f(t), dtype=float) ** 2, sa[self_pairs], kinks=act.kinks)
     return out
 
 
@@ -491,7 +495,8 @@ def expected_derivative_kernel(act: ActivationSpec, A: ArrayLike, B: ArrayLike |
 
 
 def expected_kernel_diag(act: ActivationSpec, A: ArrayLike) -> Array:
-    """diag K = E φ(‖a_i‖ξ)² per column of A, by 1-D quadrature split at the kinks (about 1e-14).
+    """diag K = E φ(‖a_i‖ξ)² per column of A: in closed form for piecewise-linear φ, else by 1-D
+    quadrature split at the kinks (about 1e-14).
 
     Examples
     --------
@@ -502,6 +507,36 @@ def expected_kernel_diag(act: ActivationSpec, A: ArrayLike) -> Array:
     A = np.asarray(A, dtype=float)
     if A.ndim != 2:
         raise ValueError(f"A must be p x n (columns are samples), got shape {A.shape}")
+    scales = np.sqrt(np.einsum("ij,ij->j", A, A))
+    if act.piecewise is not None:
+        return _piecewise_second_moment(act.piecewise, scales, at_zero=float(np.asarray(act.phi(np.zeros(1)))[0]))
     phi = act.phi
-    return gaussian_expectations(lambda t: np.asarray(phi(t), dtype=float) ** 2, np.sqrt(np.einsum("ij,ij->j", A, A)),
-                                 kinks=act.kinks)
+    return gaussian_expectations(lambda t: np.asarray(phi(t), dtype=float) ** 2, scales, kinks=act.kinks)
+
+
+def _piecewise_second_moment(pieces: tuple[Piece, ...], s: Array, *, at_zero: float) -> Array:
+    """E φ(sξ)² for piecewise-linear φ, exactly: Σ over pieces of E[(c + m s ξ)² 1{lo < sξ < hi}].
+
+    With α = lo/s, β = hi/s and f the standard normal density, a piece gives
+    c² P + 2cms (f(α) − f(β)) + m²s² (P + αf(α) − βf(β)), P = Φ(β) − Φ(α) (each piece's sum ≥ 0).
+    Where s = 0 the value is ``at_zero``², φ(0) given by the caller (a kink may sit at 0).
+    """
+    s = np.asarray(s, dtype=float)
+    s_safe = np.maximum(s, 1e-300)
+    total = np.zeros(s.shape)
+
+    def xf(x: Array) -> Array:
+        with np.errstate(invalid="ignore", over="ignore"):
+            return np.where(np.isfinite(x), x * _INV_SQRT_2PI * np.exp(-0.5 * x * x), 0.0)
+
+    for lo, hi, c, m in pieces:
+        with np.errstate(divide="ignore", over="ignore"):
+            a, b = lo / s_safe, hi / s_safe
+        # the tail on the side of the interval, so that P keeps its digits far from 0
+        P = np.where(a > 0, special.ndtr(-a) - special.ndtr(-b), special.ndtr(b) - special.ndtr(a))
+        with np.errstate(over="ignore"):
+            fa, fb = _INV_SQRT_2PI * np.exp(-0.5 * a * a), _INV_SQRT_2PI * np.exp(-0.5 * b * b)
+        ms = m * s
+        total += c * c * P + 2.0 * c * ms * (fa - fb) + ms * ms * (P + xf(a) - xf(b))
+    total[s == 0] = at_zero * at_zero
+    return total
