@@ -265,22 +265,59 @@ def test_theory_wrappers_agree_and_limits(relu256):
         ridge_mse_from_spectrum(spec, d=300, gammas=[0.0])
 
 
-def test_many_widths_at_once_equal_one_width_at_a_time(relu256):
-    *_, spec = relu256
-    widths = np.array([32.0, 200.0, 256.0, 300.0, 4096.0])
-    gammas = np.array([1e-8, 1e-3, 0.1, 10.0])
+def _notebook_llc18(lam, U, y, K_cross, K_test_diag, y_test, *, d, gamma):
+    """The LLC18 MSEs written out as in the book's notebook (Couillet & Liao, section 5.1): an independent reference."""
+    n, n_test = y.size, y_test.size
+    c = d / n
+    delta = scipy.optimize.brentq(lambda t: t - np.sum(lam / (c * lam / (1 + t) + gamma)) / n,
+                                  0.0, np.sum(lam) / (n * gamma), xtol=1e-300, rtol=4 * np.finfo(float).eps)
+    Uy, UKc = U.T @ y, U.T @ K_cross
+    bar_k = lam * c / (1 + delta)
+    bar_q = 1 / (bar_k + gamma)
+    denom = 1 - np.sum(bar_k**2 * bar_q**2) / d
+    train = gamma**2 * np.sum(Uy**2 * bar_q**2 * (np.sum(bar_k * bar_q**2) / d / denom * bar_k + 1)) / n
+    d2 = np.sum(UKc**2, axis=1)
+    r = c / (1 + delta)
+    test = (np.sum((y_test - r * UKc.T @ (bar_q * Uy)) ** 2) / n_test
+            + np.sum(Uy**2 * bar_q**2 * bar_k) / d / denom
+            * (r * np.mean(K_test_diag) - gamma * np.sum(bar_q**2 * r**2 * d2) / n_test - np.sum(bar_q * r**2 * d2) / n_test))
+    return delta, train, test
+
+
+def test_many_widths_at_once_against_the_notebook_formulas(relu256):
+    X, y, Xt, yt, spec = relu256
+    K = relu_kernel(X, X)
+    lam, U = np.linalg.eigh(K)
+    K_cross, K_diag = relu_kernel(X, Xt), np.sum(Xt**2, 0) / 2
+    widths = np.geomspace(8, 8192, 150)  # 300 (width, ridge) pairs: past one block of 256
+    gammas = np.array([1e-3, 0.5])
     delta, train, test = ridge_mse_over_widths(spec, widths=widths, gammas=gammas)
-    for i, d in enumerate(widths):
-        one = ridge_mse_from_spectrum(spec, d=d, gammas=gammas)
-        np.testing.assert_allclose(delta[i], one.delta, rtol=1e-14)
-        np.testing.assert_allclose(train[i], one.train_mse, rtol=1e-12)
-        np.testing.assert_allclose(test[i], one.test_mse, rtol=1e-12)
-    # ridges that depend on the width (footprint's N·gamma/n)
+    assert delta.shape == train.shape == test.shape == (150, 2)
+    for i in (0, 1, 74, 127, 128, 129, 149):
+        for j, gamma in enumerate(gammas):
+            ref = _notebook_llc18(lam, U, y, K_cross, K_diag, yt, d=widths[i], gamma=gamma)
+            np.testing.assert_allclose([delta[i, j], train[i, j], test[i, j]], ref, rtol=1e-9)
+    # ridges that depend on the width (footprint's N gamma/n), and a scalar ridge
     per_width = widths[:, None] * gammas[None, :] / 256
     _, train_w, _ = ridge_mse_over_widths(spec, widths=widths, gammas=per_width)
-    np.testing.assert_allclose(train_w[3], ridge_mse_from_spectrum(spec, d=300, gammas=per_width[3]).train_mse, rtol=1e-12)
+    ref = _notebook_llc18(lam, U, y, K_cross, K_diag, yt, d=widths[140], gamma=per_width[140, 1])
+    assert train_w[140, 1] == pytest.approx(ref[1], rel=1e-9)
+    _, train_s, _ = ridge_mse_over_widths(spec, widths=widths[:3], gammas=0.5)
+    np.testing.assert_allclose(train_s[:, 0], train[:3, 1], rtol=1e-14)
+    np.testing.assert_allclose(ridge_mse_from_spectrum(spec, d=widths[7], gammas=gammas).train_mse, train[7], rtol=1e-14)
     with pytest.raises(ValueError, match="gammas"):
         ridge_mse_over_widths(spec, widths=widths, gammas=per_width[:2])
+
+
+def test_delta_survives_a_first_newton_step_that_overshoots_below_the_root():
+    # hi = tr K/(n gamma) exceeds these roots by 1e12 to 1e36: the first step loses the root's digits
+    # (found in review). K = 3 (one eigenvalue), exact root of gamma d^2 + (c lam + gamma - lam/n) d - lam/n = 0:
+    lam, n, d, gamma = 3.0, 200, 1e6, 1e-14
+    bq = d / n * lam + gamma - lam / n
+    exact = 2 * (lam / n) / (bq + np.sqrt(bq * bq + 4 * gamma * lam / n))
+    assert solve_delta([lam], d=d, n=n, gamma=gamma) == pytest.approx(exact, rel=1e-14)
+    # rank 50 of n = 200 at d = 100: as gamma -> 0, delta -> rank/(d - rank) = 1 (not the bracket's lower end 1/2)
+    assert solve_delta(np.r_[np.zeros(150), np.ones(50)], d=100, n=200, gamma=1e-36) == pytest.approx(1.0, rel=1e-14)
 
 
 def test_delta_newton_agrees_with_brent_on_its_bracket(relu256):

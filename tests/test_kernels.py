@@ -309,3 +309,23 @@ def test_piecewise_diagonal_closed_form_against_split_quadrature(act):
     A[:, 0] = 0.0  # a zero input: φ(0)²
     ref = gaussian_expectations(lambda t: np.asarray(a.phi(t), dtype=float) ** 2, np.linalg.norm(A, axis=0), kinks=a.kinks)
     np.testing.assert_allclose(expected_kernel_diag(a, A), ref, rtol=1e-12, atol=1e-300)
+
+
+def test_piecewise_diagonal_keeps_its_digits_on_narrow_sloped_pieces():
+    # clip's middle piece is 2c/s wide in xi units: at large input norms s its truncated moments cancel
+    # catastrophically in closed form (found in review: 1e-4 relative error at s = 1e6)
+    import math
+
+    from scipy import stats
+
+    from rmtbench.theory.kernels import expected_kernel_diag
+
+    c, scale = 0.7, 1.5
+    for s in (0.3, 1e3, 1e5, 1e6):
+        alpha = c / s
+        # ∫_{-α}^{α} x² f(x) dx by its alternating Taylor series (exact for any α, no cancellation for small α)
+        inner = 2 / math.sqrt(2 * math.pi) * sum((-0.5) ** k * alpha ** (2 * k + 3) / (math.factorial(k) * (2 * k + 3))
+                                                 for k in range(60))
+        exact = scale**2 * (c * c * 2 * stats.norm.sf(alpha) + s * s * inner)
+        got = expected_kernel_diag(f"clip(c={c},scale={scale})", np.array([[s]]))[0]
+        assert got == pytest.approx(exact, rel=1e-12), s

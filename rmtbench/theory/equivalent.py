@@ -120,40 +120,50 @@ def _solve_delta_many(lam: NDArray[np.float64], *, c: NDArray[np.float64], gamma
 
     f(δ) = δ − h(δ) with h(δ) = (1/n) Σ λ w/(cλ + γw), w = 1 + δ, increasing and concave: f is
     convex with one root on [lo, hi] = [h(0), tr K/(nγ)] (f(lo) <= 0 <= f(hi)). Newton from hi
-    therefore decreases monotonically onto the root, quadratically near it, and stops when a step
-    no longer decreases δ (the root to rounding). Pairs that do not settle in 200 steps fall back
-    to Brent's method on their bracket.
+    descends monotonically onto the root in exact arithmetic. In floating point a long first step
+    (hi can exceed the root by 1e18) may land below the root; each pair therefore keeps the bracket
+    [a, b] with f(a) <= 0 <= f(b). From below the root Newton is used only where f is increasing
+    (it then jumps back above the root), else the bracket is bisected (geometrically). A pair stops
+    when a step moves it by at most 2 eps, or its bracket is that narrow. Pairs that do not settle
+    in 200 steps fall back to Brent's method on their bracket.
     """
     lam = lam[lam > 0]
     if lam.size == 0:
         return np.zeros(c.shape)
-    lo = np.sum(lam[:, None] / (c[None, :] * lam[:, None] + gamma[None, :]), axis=0) / n
-    delta = np.sum(lam) / (n * gamma)
+    a = np.sum(lam[:, None] / (c[None, :] * lam[:, None] + gamma[None, :]), axis=0) / n
+    b = np.sum(lam) / (n * gamma)
+    x = b.copy()
     active = np.ones(c.shape, dtype=bool)
     for _ in range(200):
         idx = np.flatnonzero(active)
         if idx.size == 0:
             break
-        ck, gk, dk = c[idx], gamma[idx], delta[idx]
-        w = 1.0 + dk
+        ck, gk, xk = c[idx], gamma[idx], x[idx]
+        w = 1.0 + xk
         denom = ck[None, :] * lam[:, None] + gk[None, :] * w[None, :]
-        h = np.sum(lam[:, None] * w[None, :] / denom, axis=0) / n
-        dh = np.sum(ck[None, :] * (lam * lam)[:, None] / (denom * denom), axis=0) / n
-        step = (dk - h) / (1.0 - dh)
-        new = np.maximum(dk - step, lo[idx])
-        moved = (step > 0) & (new < dk)
-        delta[idx] = np.where(moved, new, dk)
-        active[idx] = moved & (dk - new > 2 * _EPS * dk)
+        f = xk - np.sum(lam[:, None] * w[None, :] / denom, axis=0) / n
+        df = 1.0 - np.sum(ck[None, :] * (lam * lam)[:, None] / (denom * denom), axis=0) / n
+        above = f >= 0
+        ak, bk = np.where(above, a[idx], np.maximum(a[idx], xk)), np.where(above, np.minimum(b[idx], xk), b[idx])
+        a[idx], b[idx] = ak, bk
+        with np.errstate(divide="ignore", invalid="ignore"):
+            newton = xk - f / df
+        middle = np.sqrt(ak * bk)
+        cand = np.where((above | (df > 0)) & (newton > ak) & (newton < bk), newton, middle)
+        x[idx] = np.where(f == 0, xk, cand)
+        active[idx] = (f != 0) & (np.abs(cand - xk) > 2 * _EPS * xk) & (bk - ak > 4 * _EPS * bk)
     for k in np.flatnonzero(active):  # not settled: Brent on the bracket
         ck, gk = float(c[k]), float(gamma[k])
 
-        def f(x: float) -> float:
-            w = 1.0 + x
-            return x - float(np.sum(lam * w / (ck * lam + gk * w))) / n
+        def residual(t: float) -> float:
+            w = 1.0 + t
+            return t - float(np.sum(lam * w / (ck * lam + gk * w))) / n
 
-        delta[k] = scipy.optimize.brentq(f, float(lo[k]), float(np.sum(lam)) / (n * gk), xtol=float(lo[k]) * _EPS,
-                                         rtol=_BRENT_RTOL, maxiter=500)
-    return delta
+        lo, hi = float(a[k]), float(b[k])
+        f_lo, f_hi = residual(lo), residual(hi)
+        x[k] = lo if f_lo >= 0 else hi if f_hi <= 0 else scipy.optimize.brentq(
+            residual, lo, hi, xtol=lo * _EPS, rtol=_BRENT_RTOL, maxiter=500)
+    return x
 
 
 # --------------------------------------------------------------------------- complex plane
@@ -687,8 +697,8 @@ def ridge_mse_over_widths(
     widths
         Numbers of random features d, shape (k,).
     gammas
-        Ridges γ > 0: shape (g,) for the same ridges at every width, or (k, g) for ridges that
-        depend on the width.
+        Ridges γ > 0: a scalar or shape (g,) for the same ridges at every width, or (k, g) for
+        ridges that depend on the width.
 
     Returns
     -------
@@ -705,7 +715,7 @@ def ridge_mse_over_widths(
     """
     d = np.array([_check_d(w) for w in np.atleast_1d(np.asarray(widths, dtype=np.float64))])
     g = np.asarray(gammas, dtype=np.float64)
-    g = np.broadcast_to(g, (d.size, g.size)) if g.ndim == 1 else g
+    g = np.broadcast_to(g, (d.size, g.size)) if g.ndim <= 1 else g
     if g.ndim != 2 or g.shape[0] != d.size or not np.all(np.isfinite(g)) or np.any(g <= 0):
         raise ValueError(f"gammas must be (g,) or ({d.size}, g) finite values > 0, got shape {np.shape(gammas)}")
     out = _ridge_mse_pairs(spectrum, np.repeat(d, g.shape[1]), g.ravel())
