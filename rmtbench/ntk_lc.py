@@ -193,11 +193,14 @@ def _last_layer_params(x: np.ndarray, D1: float, D2: float, tau: float) -> StepP
     v, w = float(x[0]), float(x[1])
     g = math.exp(w)
     u = v + g
-    return StepParams(v * tau, u * tau, (D2 - u * D1) / (g * _pdf(v)), (D2 - v * D1) / (g * _pdf(u)))
+    a_minus, a_plus = (D2 - u * D1) / (g * _pdf(v)), (D2 - v * D1) / (g * _pdf(u))
+    # An amplitude that is zero but for rounding (e.g. a one-sided target) is zero: one level fewer.
+    tiny = 64 * np.finfo(float).eps * max(abs(a_minus), abs(a_plus))
+    return StepParams(v * tau, u * tau, a_minus if abs(a_minus) > tiny else 0.0, a_plus if abs(a_plus) > tiny else 0.0)
 
 
-def _minimum_variance(D1: float, D2: float) -> tuple[np.ndarray, np.ndarray]:
-    """The (v, w) of least Var σ: the best point of a grid, then Newton on the gradient; (x, Hessian)."""
+def _minimum_variance(D1: float, D2: float) -> np.ndarray:
+    """The (v, w) of least Var σ: the best point of a grid, then Newton on the gradient."""
     vs, ws = np.linspace(*_LAST_V, 161), np.linspace(*_LAST_W, 89)
     with np.errstate(all="ignore"):
         grid = _last_layer_variance(vs[:, None], ws[None, :], D1, D2)
@@ -233,36 +236,44 @@ def _minimum_variance(D1: float, D2: float) -> tuple[np.ndarray, np.ndarray]:
     H = hessian(x)
     if not (np.all(np.isfinite(x)) and np.linalg.eigvalsh(H)[0] > 0):
         raise RuntimeError(f"no minimum of the last layer's step variance found for E σ' = {D1}, E σ'' = {D2} (τ = 1)")
-    return x, H
+    return x
 
 
 def _solve_last(d1: float, d2: float, var: float, tau: float) -> tuple[StepParams, float]:
     """a₋1{t<s₋} + a₊1{t>s₊} with E σ' = d1, E σ'' = d2 exactly and |Var σ − var| smallest; (params, Δvar/var).
 
     When no member reaches ``var`` (ReLU: formula sheet section 4.5), the member of least variance, a
-    unique interior minimum found by Newton on the closed-form gradient. When members reach it, they
-    form a curve around that minimum; the one returned lies on the minimum's stiffest direction
-    (the eigenvector of the largest Hessian eigenvalue, oriented towards wider thresholds), i.e.
-    nearest to the minimum in (s₋/τ, log((s₊ − s₋)/τ)) to second order. Either way the choice is a
+    unique interior minimum found by Newton on the closed-form gradient. When members reach it, the
+    one returned keeps that minimum's centre (s₋ + s₊)/2 and widens its dead zone s₊ − s₋ until
+    Var σ = var (the variance grows without bound as the thresholds move apart). Both choices keep
+    the symmetry of the target: odd φ give odd steps, even φ even ones. Either way the result is a
     root of a smooth equation, solved to rounding: deterministic and continuous in the moments.
     """
     D1, D2 = tau * d1, tau * tau * d2
-    x, H = _minimum_variance(D1, D2)
+    if D1 == 0.0 and D2 == 0.0:
+        raise ValueError(f"the last layer's target has E φ' = E φ'' = 0 at τ = {tau:g} (e.g. sin or cos at large τ): "
+                         "every step with those moments is identically 0")
+    x = _minimum_variance(D1, D2)
     v_min = float(_last_layer_variance(x[0], x[1], D1, D2))
     if v_min < var:
-        direction = np.linalg.eigh(H)[1][:, -1]
-        direction = direction if direction[1] > 0 or (direction[1] == 0 and direction[0] > 0) else -direction
+        centre, w0 = x[0] + 0.5 * math.exp(x[1]), x[1]
+
+        def at(r: float) -> np.ndarray:
+            width = math.exp(w0 + r)
+            return np.array([centre - 0.5 * width, w0 + r])
 
         def excess(r: float) -> float:
-            y = x + r * direction
+            y = at(r)
             return float(_last_layer_variance(y[0], y[1], D1, D2)) - var
 
         r_hi = 1e-3
-        while excess(r_hi) < 0:
-            r_hi *= 2.0
-            if r_hi > 64:
-                raise RuntimeError(f"the last layer's step variance does not reach {var} along the search ray")
-        x = x + optimize.brentq(excess, 0.0, r_hi, xtol=1e-15, rtol=4 * np.finfo(float).eps) * direction
+        with np.errstate(all="ignore"):
+            while (e := excess(r_hi)) < 0:
+                r_hi *= 2.0
+        if not math.isfinite(e):  # the thresholds ran past the normal density's float range
+            raise RuntimeError(f"the last layer's step variance does not reach {var} before its thresholds overflow "
+                               f"(E φ' = {d1:g}, E φ'' = {d2:g} at τ = {tau:g})")
+        x = at(optimize.brentq(excess, 0.0, r_hi, xtol=1e-15, rtol=4 * np.finfo(float).eps))
     params = _last_layer_params(x, D1, D2, tau)
     return params, float((step_moments(params, tau=tau)[2] - var) / var)
 

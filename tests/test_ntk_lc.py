@@ -104,13 +104,32 @@ def test_last_layer_relu_is_the_unique_least_variance_member():
     assert excess2 == pytest.approx(excess, rel=1e-12)
 
 
-@pytest.mark.parametrize("name", ["tanh", "erf", "sin"])
-def test_last_layer_odd_activation_gives_an_odd_step(name):
+@pytest.mark.parametrize("name,tau,reachable", [("tanh", 1.0, False), ("erf", 1.0, False), ("sin", 1.0, False),
+                                                 ("sin", 2.0, True), ("tanh", 3.0, True)])
+def test_last_layer_odd_activation_gives_an_odd_step(name, tau, reachable):
+    # the least-variance member (variance out of reach) and the exact match (reachable) alike
     from rmtbench.ntk_lc import _solve_last
 
-    params, _ = _solve_last(*_moments(name, 1.0), 1.0)
+    params, excess = _solve_last(*_moments(name, tau), tau)
+    assert (abs(excess) < 1e-12) == reachable
     assert params.s_minus == pytest.approx(-params.s_plus, rel=1e-12)
     assert params.a_minus == pytest.approx(-params.a_plus, rel=1e-12)
+
+
+@pytest.mark.parametrize("name,tau", [("cos", 1.0), ("cos", 2.0), ("gauss", 2.0), ("abs", 1.0)])
+def test_last_layer_even_activation_gives_an_even_step(name, tau):
+    from rmtbench.ntk_lc import _solve_last
+
+    params, _ = _solve_last(*_moments(name, tau), tau)
+    assert params.s_minus == pytest.approx(-params.s_plus, rel=1e-12)
+    assert params.a_minus == pytest.approx(params.a_plus, rel=1e-12)
+
+
+def test_last_layer_without_derivative_moments_is_a_clear_error():
+    from rmtbench.ntk_lc import _solve_last
+
+    with pytest.raises(ValueError, match="E φ' = E φ'' = 0"):
+        _solve_last(0.0, 0.0, 0.5, 40.0)
 
 
 def test_last_layer_reachable_variance_is_matched_exactly_and_deterministically():
