@@ -735,26 +735,28 @@ def _ridge_mse_pairs(
     delta = _solve_delta_many(lam, c=d / n, gamma=g, n=n)
     train = np.empty(d.shape)
     test = None if spectrum.cross_proj is None else np.empty(d.shape)
-    for s in range(0, d.size, _PAIRS_PER_BLOCK):
-        blk = slice(s, s + _PAIRS_PER_BLOCK)
-        dk, gk = d[blk], g[blk]
-        c = (dk / n) / (1.0 + delta[blk])  # (m,)
-        psi = lam[:, None] * c[None, :]  # (n, m)
-        q = 1.0 / (psi + gk[None, :])
-        D = 1.0 - np.sum((psi * q) ** 2, axis=0) / dk
-        if np.any(D <= 0):
-            raise FloatingPointError(f"1 - (1/d) tr (ΨQ̄)² <= 0 at gamma = {gk[D <= 0]}")
-        R = np.sum(psi * q**2, axis=0) / dk / D
-        aq2 = a[:, None] ** 2 * q**2
-        train[blk] = gk**2 / n * np.sum(aq2 * (R[None, :] * psi + 1.0), axis=0)
-        if test is not None:
-            B, yt, b2 = spectrum.cross_proj, spectrum.y_test, spectrum.cross_rownorm2
-            n_test = yt.shape[0]
-            yhat = c[None, :] * (B.T @ (q * a[:, None]))  # (n̂, m)
-            bias = np.sum((yt[:, None] - yhat) ** 2, axis=0) / n_test
-            quad = np.sum(aq2 * psi, axis=0) / dk
-            bracket = c * spectrum.test_diag_mean - c**2 * np.sum(b2[:, None] * (q + gk[None, :] * q**2), axis=0) / n_test
-            test[blk] = bias + quad / D * bracket
+    # Overflow (e.g. a ridge of 1e-300) is not warned about here: the results are checked below and raise.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for s in range(0, d.size, _PAIRS_PER_BLOCK):
+            blk = slice(s, s + _PAIRS_PER_BLOCK)
+            dk, gk = d[blk], g[blk]
+            c = (dk / n) / (1.0 + delta[blk])  # (m,)
+            psi = lam[:, None] * c[None, :]  # (n, m)
+            q = 1.0 / (psi + gk[None, :])
+            D = 1.0 - np.sum((psi * q) ** 2, axis=0) / dk
+            if np.any(D <= 0):
+                raise FloatingPointError(f"1 - (1/d) tr (ΨQ̄)² <= 0 at gamma = {gk[D <= 0]}")
+            R = np.sum(psi * q**2, axis=0) / dk / D
+            aq2 = a[:, None] ** 2 * q**2
+            train[blk] = gk**2 / n * np.sum(aq2 * (R[None, :] * psi + 1.0), axis=0)
+            if test is not None:
+                B, yt, b2 = spectrum.cross_proj, spectrum.y_test, spectrum.cross_rownorm2
+                n_test = yt.shape[0]
+                yhat = c[None, :] * (B.T @ (q * a[:, None]))  # (n̂, m)
+                bias = np.sum((yt[:, None] - yhat) ** 2, axis=0) / n_test
+                quad = np.sum(aq2 * psi, axis=0) / dk
+                bracket = c * spectrum.test_diag_mean - c**2 * np.sum(b2[:, None] * (q + gk[None, :] * q**2), axis=0) / n_test
+                test[blk] = bias + quad / D * bracket
     for name, arr in (("train", train), ("test", test)):
         if arr is not None and not np.all(np.isfinite(arr)):
             raise FloatingPointError(f"non-finite theoretical {name} MSE at gamma = {g[~np.isfinite(arr)]}")
