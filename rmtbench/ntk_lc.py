@@ -135,8 +135,10 @@ def _solve_hidden(d1: float, d2: float, q: float, tau: float) -> tuple[StepParam
     scale = np.array([max(d1 * d1, 1e-12), max(d2 * d2, 1e-12), max(abs(q), 1e-12)])
 
     def params_of(x: np.ndarray) -> StepParams:
+        # thresholds and amplitude in units of τ: the starts below then fit every input scale alike
+        # (for a positively homogeneous φ the solution simply scales with τ)
         v, w, b = x
-        return StepParams(v * tau, (v + math.exp(w)) * tau, b, b)
+        return StepParams(v * tau, (v + math.exp(w)) * tau, b * tau, b * tau)
 
     def residual(x: np.ndarray) -> np.ndarray:
         m1, m2, _, mq = step_moments(params_of(x), tau=tau)
@@ -152,7 +154,13 @@ def _solve_hidden(d1: float, d2: float, q: float, tau: float) -> tuple[StepParam
                 if best.cost < 1e-24:
                     break
     assert best is not None
-    return params_of(best.x), float(np.max(np.abs(best.fun)))
+    params = params_of(best.x)
+    # The equations fix E σ' and E σ'' only up to the mirror t -> -t (one flips the sign of E σ'): of the two
+    # solutions, the one whose slope has φ's sign, so that the choice does not hang on the optimiser's path.
+    m1, m2, _, _ = step_moments(params, tau=tau)
+    if (d1 != 0.0 and m1 * d1 < 0.0) or (d1 == 0.0 and m2 * d2 < 0.0):
+        params = StepParams(-params.s_plus, -params.s_minus, params.a_plus, params.a_minus)
+    return params, float(np.max(np.abs(best.fun)))
 
 
 # The last layer's three-level step, with E σ' = D1/τ and E σ'' = D2/τ² imposed exactly, is a function of its
@@ -209,7 +217,10 @@ def _minimum_variance(D1: float, D2: float) -> np.ndarray:
     x0 = np.array([vs[i], ws[j]])
 
     def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
-        var, grad = _last_layer_variance(x[0], x[1], D1, D2, gradient=True)
+        # Probes past the normal density's float range give inf/nan quietly: the optimiser steps back from
+        # them, and the result is checked below.
+        with np.errstate(all="ignore"):
+            var, grad = _last_layer_variance(x[0], x[1], D1, D2, gradient=True)
         return float(var), grad
 
     bounds = [(_LAST_V[0] - 1.0, _LAST_V[1] + 1.0), (_LAST_W[0] - 1.0, _LAST_W[1] + 1.0)]
@@ -250,9 +261,11 @@ def _solve_last(d1: float, d2: float, var: float, tau: float) -> tuple[StepParam
     root of a smooth equation, solved to rounding: deterministic and continuous in the moments.
     """
     D1, D2 = tau * d1, tau * tau * d2
-    if D1 == 0.0 and D2 == 0.0:
-        raise ValueError(f"the last layer's target has E φ' = E φ'' = 0 at τ = {tau:g} (e.g. sin or cos at large τ): "
-                         "every step with those moments is identically 0")
+    if max(abs(D1), abs(D2)) <= 1e-12 * math.sqrt(max(var, 0.0)):
+        # Zero, or quadrature noise next to φ's spread: a step fitted to them would be noise too.
+        raise ValueError(f"the last layer's target has E φ' = {d1:.3g}, E φ'' = {d2:.3g}, negligible next to its "
+                         f"standard deviation {math.sqrt(max(var, 0.0)):.3g} at τ = {tau:g} (e.g. sin or cos at a large "
+                         "input scale): no step activation can carry its linear equivalent")
     x = _minimum_variance(D1, D2)
     v_min = float(_last_layer_variance(x[0], x[1], D1, D2))
     if v_min < var:
@@ -426,10 +439,13 @@ def match_network(activations: Sequence[ActivationSpec], *, tau0: float, quantiz
     depth = len(names)
     for layer, name in enumerate(names, start=1):
         m = gaussian_moments(name, tau=tau_o)
-        if layer < depth:
-            params, res = _solve_hidden(m.d1, m.d2, m.q, tau_c)
-        else:
-            params, res = _solve_last(m.d1, m.d2, m.var, tau_c)
+        try:
+            if layer < depth:
+                params, res = _solve_hidden(m.d1, m.d2, m.q, tau_c)
+            else:
+                params, res = _solve_last(m.d1, m.d2, m.var, tau_c)
+        except (ValueError, RuntimeError) as err:  # say which layer and activation could not be matched
+            raise type(err)(f"NTK-LC layer {layer} of {depth} ({name}, input scale τ = {tau_c:.6g}): {err}") from err
         layers.append(LayerMatch(layer=layer, target=name, tau_in=tau_o, tau_in_compressed=tau_c, params=params,
                                  solve_residual=res))
         tau_o = math.sqrt(m.var)

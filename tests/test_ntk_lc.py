@@ -128,8 +128,10 @@ def test_last_layer_even_activation_gives_an_even_step(name, tau):
 def test_last_layer_without_derivative_moments_is_a_clear_error():
     from rmtbench.ntk_lc import _solve_last
 
-    with pytest.raises(ValueError, match="E φ' = E φ'' = 0"):
+    with pytest.raises(ValueError, match="negligible next to its standard deviation"):
         _solve_last(0.0, 0.0, 0.5, 40.0)
+    with pytest.raises(ValueError, match="negligible"):  # sin at tau = 20: E cos(20 xi) = exp(-200), quadrature noise
+        _solve_last(*_moments("sin", 20.0), 20.0)
 
 
 def test_last_layer_reachable_variance_is_matched_exactly_and_deterministically():
@@ -141,3 +143,21 @@ def test_last_layer_reachable_variance_is_matched_exactly_and_deterministically(
     assert abs(excess) < 1e-12
     np.testing.assert_allclose(step_moments(params, tau=2.0)[:3], [d1, d2, var], rtol=1e-11, atol=1e-15)
     assert _solve_last(d1, d2, var, 2.0) == (params, excess)
+
+
+def test_an_unmatchable_layer_is_named_in_the_error():
+    # sin at a large input scale: its derivative moments vanish (to quadrature noise), no step can match
+    with pytest.raises(ValueError, match=r"NTK-LC layer 2 of 2 \(sin, input scale"):
+        match_network(["relu", "sin"], tau0=400.0)
+
+
+def test_hidden_layer_match_holds_at_every_input_scale():
+    # ReLU is positively homogeneous: the matched binary step scales with the input scale tau_0. The
+    # solver's starts were once absolute, and at tau_0 = 400 it settled on a residual of 0.998.
+    unit = match_network(["relu", "relu"], tau0=1.0).layers[0]
+    for tau0 in (0.01, 400.0):
+        layer = match_network(["relu", "relu"], tau0=tau0).layers[0]
+        assert layer.solve_residual < 1e-8
+        np.testing.assert_allclose([layer.params.s_minus, layer.params.s_plus, layer.params.a_plus],
+                                   [tau0 * unit.params.s_minus, tau0 * unit.params.s_plus, tau0 * unit.params.a_plus],
+                                   rtol=1e-8)
