@@ -9,10 +9,13 @@ weights of sparsity eps (unit variance, seed eq. 13) and replaces each φ_ℓ by
 
 * hidden layers ℓ < L: the **binary** ``σ(t) = b (1{t < s₋} + 1{t > s₊})`` (values {0, b}: 1 bit,
   Gu+22's form) solving (E σ')² = (E φ')², (E σ'')² = (E φ'')², q(σ) = q(φ), each side at its own
-  network's τ_{ℓ−1}: then α_{ℓ,1..4} and β_{ℓ,1..3} equal the original's;
+  network's τ_{ℓ−1}: then α_{ℓ,1..4} and β_{ℓ,1..3} equal the original's (of the mirror pair t ↔ −t
+  that solves these equations, the step whose E σ' has the sign of E φ');
 * the last layer: the **three-level** ``σ(t) = a₋ 1{t < s₋} + a₊ 1{t > s₊}`` (values {a₋, 0, a₊}:
   2 bits) solving E σ' = E φ', E σ'' = E φ'' and, as closely as the family allows, Var σ = Var φ
-  (τ_L): α_{L,1..3}, β_{L,1..3} match; α_{L,4} enters no kernel of the network.
+  (τ_L): α_{L,1..3}, β_{L,1..3} match; α_{L,4} enters no kernel of the network. Where Var φ is out
+  of reach the step of least variance is used; where it is reachable, the one that keeps that
+  step's centre and widens its dead zone (see :func:`_solve_last`).
 
 What cannot be matched, measured and reported (not hidden): for ReLU the hidden layers' τ_ℓ is
 not free once (d1², d2², q) are fixed, and at the last layer no three-level step has ReLU's small
