@@ -175,12 +175,17 @@ _LAST_V = (-8.0, 8.0)
 _LAST_W = (-6.0, 2.8)
 
 
+def _last_layer_amplitudes(u: Any, v: Any, g: Any, fu: Any, fv: Any, D1: float, D2: float) -> tuple[Any, Any]:
+    """(a₋, a₊) imposing E σ' = D1/τ and E σ'' = D2/τ² at thresholds v < u = v + g (densities fu, fv there)."""
+    return (D2 - u * D1) / (g * fv), (D2 - v * D1) / (g * fu)
+
+
 def _last_layer_variance(v: np.ndarray, w: np.ndarray, D1: float, D2: float, *, gradient: bool = False) -> Any:
     """Var σ (and its gradient in (v, w)) of the three-level step with the two derivative moments imposed."""
     g = np.exp(w)
     u = v + g
     fu, fv = np.exp(-0.5 * u * u) / _SQRT_2PI, np.exp(-0.5 * v * v) / _SQRT_2PI
-    a_plus, a_minus = (D2 - v * D1) / (g * fu), (D2 - u * D1) / (g * fv)
+    a_minus, a_plus = _last_layer_amplitudes(u, v, g, fu, fv, D1, D2)
     p_plus, p_minus = special.ndtr(-u), special.ndtr(v)
     # The covariance form, not E σ² − (E σ)²: the amplitudes grow large where the thresholds close in.
     c11, c22, c12 = p_plus * special.ndtr(u), p_minus * special.ndtr(-v), -p_plus * p_minus
@@ -204,7 +209,7 @@ def _last_layer_params(x: np.ndarray, D1: float, D2: float, tau: float) -> StepP
     v, w = float(x[0]), float(x[1])
     g = math.exp(w)
     u = v + g
-    a_minus, a_plus = (D2 - u * D1) / (g * _pdf(v)), (D2 - v * D1) / (g * _pdf(u))
+    a_minus, a_plus = _last_layer_amplitudes(u, v, g, _pdf(u), _pdf(v), D1, D2)
     # An amplitude that is zero but for rounding (e.g. a one-sided target) is zero: one level fewer.
     tiny = 64 * np.finfo(float).eps * max(abs(a_minus), abs(a_plus))
     return StepParams(v * tau, u * tau, a_minus if abs(a_minus) > tiny else 0.0, a_plus if abs(a_plus) > tiny else 0.0)
@@ -237,17 +242,18 @@ def _minimum_variance(D1: float, D2: float) -> np.ndarray:
         return 0.5 * (H + H.T)
 
     # Newton on ∇Var = 0 pins the minimiser to rounding (a minimiser of Var itself only to √eps).
+    grad, H = fun(x)[1], hessian(x)
     for _ in range(20):
-        H = hessian(x)
         if np.linalg.eigvalsh(H)[0] <= 0:
             break
-        step = np.linalg.solve(H, fun(x)[1])
-        if not np.abs(fun(x - step)[1]).max() < np.abs(fun(x)[1]).max():
+        step = np.linalg.solve(H, grad)
+        new_grad = fun(x - step)[1]
+        if not np.abs(new_grad).max() < np.abs(grad).max():
             break
-        x = x - step
+        x, grad = x - step, new_grad
+        H = hessian(x)
         if np.abs(step).max() <= 4 * np.finfo(float).eps * max(1.0, np.abs(x).max()):
             break
-    H = hessian(x)
     if not (np.all(np.isfinite(x)) and np.linalg.eigvalsh(H)[0] > 0):
         raise RuntimeError(f"no minimum of the last layer's step variance found for E σ' = {D1}, E σ'' = {D2} (τ = 1)")
     return x

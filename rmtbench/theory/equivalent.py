@@ -735,6 +735,9 @@ def _ridge_mse_pairs(
     delta = _solve_delta_many(lam, c=d / n, gamma=g, n=n)
     train = np.empty(d.shape)
     test = None if spectrum.cross_proj is None else np.empty(d.shape)
+    if test is not None:
+        B, yt, b2 = spectrum.cross_proj, spectrum.y_test, spectrum.cross_rownorm2
+        n_test = yt.shape[0]
     # Overflow (e.g. a ridge of 1e-300) is not warned about here: the results are checked below and raise.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for s in range(0, d.size, _PAIRS_PER_BLOCK):
@@ -750,8 +753,6 @@ def _ridge_mse_pairs(
             aq2 = a[:, None] ** 2 * q**2
             train[blk] = gk**2 / n * np.sum(aq2 * (R[None, :] * psi + 1.0), axis=0)
             if test is not None:
-                B, yt, b2 = spectrum.cross_proj, spectrum.y_test, spectrum.cross_rownorm2
-                n_test = yt.shape[0]
                 yhat = c[None, :] * (B.T @ (q * a[:, None]))  # (n̂, m)
                 bias = np.sum((yt[:, None] - yhat) ** 2, axis=0) / n_test
                 quad = np.sum(aq2 * psi, axis=0) / dk
