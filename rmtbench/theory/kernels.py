@@ -332,6 +332,11 @@ def _evaluate(act: Activation, closed: Callable[..., Array] | None, pieces: tupl
     else:
         out = np.empty(rho.shape)
         rest = None
+    # Self-pairs (ρ = 1) get the exact 1-D value below: no 2-D rule for them.
+    self_pairs = np.flatnonzero(np.diagonal(rho) >= 1.0 - 1e-12) if symmetric else np.empty(0, dtype=np.intp)
+    if self_pairs.size:
+        rest = np.ones(rho.shape, dtype=bool) if rest is None else rest
+        rest[self_pairs, self_pairs] = False
     ii, jj = _pairs(rho.shape, symmetric, rest)
     if method == "piecewise" or (method == "mehler" and pieces is not None):
         assert pieces is not None
@@ -355,8 +360,7 @@ def _evaluate(act: Activation, closed: Callable[..., Array] | None, pieces: tupl
             assert pieces is not None
             pointwise = piecewise_function(pieces)
         f = pointwise
-        # Self-pairs (ρ = 1) get the exact 1-D value, identical to expected_kernel_diag.
-        self_pairs = np.flatnonzero(np.diagonal(rho) >= 1.0 - 1e-12)
+        # Self-pairs get the exact 1-D value, identical to expected_kernel_diag.
         if pieces is not None:
             out[self_pairs, self_pairs] = _piecewise_second_moment(
                 pieces, sa[self_pairs], at_zero=float(np.asarray(f(np.zeros(1)), dtype=float)[0]))
