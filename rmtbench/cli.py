@@ -194,9 +194,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     scheduler_file = workdir / f"scheduler-{os.getpid()}.json"
     log.info("sweep %r: starting a LocalCluster with %d worker process(es)", sweep.name, cores)
+    # Snakemake and its jobs get this environment, not the one the cluster's nannies leave behind
+    # (worker malloc and BLAS settings: they would slow every theory and plot job).
+    environment = dict(os.environ)
     try:
         with shared_local_cluster(cores, str(scheduler_file)):
-            env = dict(os.environ, **{SHARED_CLUSTER_ENV: str(scheduler_file.resolve())})
+            env = dict(environment, **{SHARED_CLUSTER_ENV: str(scheduler_file.resolve())})
             status = subprocess.call([*snakemake, "--cores", str(cores), *args.snakemake_args], env=env)
     finally:
         scheduler_file.unlink(missing_ok=True)

@@ -28,6 +28,20 @@ memory-limit checks react within 0.5-1 s instead of 20-100 ms. Work stealing sti
 """
 
 
+WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(16 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(32 * 2**20)}
+"""glibc's malloc settings in every worker process (bytes).
+
+distributed gives its workers ``MALLOC_TRIM_THRESHOLD_=65536`` so that freed memory goes back to the
+system at once. Any explicit threshold also freezes glibc's mmap threshold at 128 KiB, so every feature
+block of a stripe (megabytes) was a fresh mmap whose pages were faulted in and zeroed again at each
+allocation: about a sixth of the default sweep's rf_ridge simulation time. With these, blocks up to
+16 MiB come from the heap and are reused, free heap beyond 32 MiB still goes back to the system, and
+larger arrays (the n x n Gram at paper sizes) are mapped and unmapped as before. Measured in
+``bench/README.md``: the memory benchmark's growth in d stays within its 10% (larger thresholds kept
+too much heap per worker thread and did not).
+"""
+
+
 def quiet_cluster_env() -> dict[str, str]:
     """:data:`QUIET_CLUSTER_CONFIG` as ``DASK_...`` environment variables.
 
@@ -122,10 +136,31 @@ def _local_cluster(workers: int, **options: Any) -> Iterator[Any]:
     import dask
     from distributed import Client, LocalCluster
 
-    with dask.config.set(QUIET_CLUSTER_CONFIG), LocalCluster(
+    malloc = {f"distributed.nanny.pre-spawn-environ.{name}": value for name, value in WORKER_MALLOC_ENV.items()}
+    before = dict(os.environ)
+    with dask.config.set({**QUIET_CLUSTER_CONFIG, **malloc}), LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40, **options,
     ) as cluster, Client(cluster) as client:
+        # The nannies put their workers' variables (malloc, one BLAS thread) into this process's
+        # os.environ before spawning; taken back, so that processes started here later (theory jobs,
+        # Snakemake under `rmtbench run`) do not inherit them. A nanny restarting a worker sets them again.
+        restore_environment(before)
         yield client
+
+
+def restore_environment(saved: Mapping[str, str]) -> None:
+    """Make ``os.environ`` equal to ``saved`` again (variables added since are removed).
+
+    Parameters
+    ----------
+    saved
+        A copy of ``os.environ`` taken earlier.
+    """
+    for name in set(os.environ) - set(saved):
+        del os.environ[name]
+    for name, value in saved.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
 
 
 @contextlib.contextmanager

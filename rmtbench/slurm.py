@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from rmtbench.parallel import quiet_cluster_env
+from rmtbench.parallel import WORKER_MALLOC_ENV, quiet_cluster_env
 
 log = logging.getLogger("rmtbench.slurm")
 
@@ -42,8 +42,9 @@ WORKER_ENV = {
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "DASK_LOGGING__DISTRIBUTED": "warning",
+    **WORKER_MALLOC_ENV,
 }
-"""Environment of the scheduler and workers: one BLAS thread per worker, quiet logs."""
+"""Environment of the scheduler and workers: one BLAS thread per worker, malloc as on a LocalCluster, quiet logs."""
 
 
 @dataclass(frozen=True)
