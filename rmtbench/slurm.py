@@ -42,9 +42,8 @@ WORKER_ENV = {
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "DASK_LOGGING__DISTRIBUTED": "warning",
-    **WORKER_MALLOC_ENV,
 }
-"""Environment of the scheduler and workers: one BLAS thread per worker, malloc as on a LocalCluster, quiet logs."""
+"""Environment of the scheduler and workers: one BLAS thread per worker, quiet logs."""
 
 
 @dataclass(frozen=True)
@@ -142,7 +141,8 @@ def task_cluster(
     folder = Path(workdir) if workdir else Path.cwd() / ".rmtbench-dask" / f"{allocation.job_id}-{os.getpid()}"
     folder.mkdir(parents=True, exist_ok=True)
     scheduler_file = folder / "scheduler.json"
-    env = {**os.environ, **WORKER_ENV, **quiet_cluster_env()}
+    # malloc as on a LocalCluster, unless the job's environment sets its own
+    env = {**WORKER_MALLOC_ENV, **os.environ, **WORKER_ENV, **quiet_cluster_env()}
     net = ["--interface", interface] if interface else []
     scheduler_log = open(folder / "scheduler.log", "w")
     workers_log = open(folder / "workers.log", "w")
@@ -182,6 +182,8 @@ def task_cluster(
                      allocation.job_id, scheduler_file)
             for task in tasks:
                 log.info("  workers in %s", task)
+            for settings in sorted(set(client.run(worker_settings).values())):
+                log.info("  worker environment: %s", settings)
         yield {"mode": "scheduler_file", "scheduler_file": str(scheduler_file)}
     finally:
         with contextlib.suppress(Exception):
@@ -204,6 +206,12 @@ def task_identity() -> str:
     env = os.environ
     return (f"host={socket.gethostname()} job={env.get('SLURM_JOB_ID', '-')} step={env.get('SLURM_STEP_ID', '-')} "
             f"task={env.get('SLURM_PROCID', '-')}")
+
+
+def worker_settings() -> str:
+    """The malloc and BLAS-thread variables a worker runs with (run on each worker by the client)."""
+    names = (*WORKER_MALLOC_ENV, "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    return " ".join(f"{name}={os.environ.get(name, '-')}" for name in names)
 
 
 def _tail(path: Path, lines: int = 20) -> str:

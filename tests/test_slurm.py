@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from rmtbench.parallel import WORKER_MALLOC_ENV
 from slurm_cluster import slurm_cluster  # noqa: F401  (session fixture)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
@@ -225,6 +226,9 @@ def test_two_task_job_runs_a_cell_on_its_tasks(slurm_cluster, local_run, tmp_pat
     # the workers are the job's two tasks (ranks 0 and 1 of one srun step of this job)
     tasks = re.findall(rf"workers in host=\S+ job={job_id} step=(\d+) task=(\d+)", text)
     assert sorted(t for _, t in tasks) == ["0", "1"] and len({s for s, _ in tasks}) == 1, text[-3000:]
+    # the workers run with rmtbench's malloc thresholds and one BLAS thread, as on a LocalCluster
+    malloc = " ".join(f"{name}={value}" for name, value in WORKER_MALLOC_ENV.items())
+    assert f"worker environment: {malloc} OMP_NUM_THREADS=1" in text, text[-3000:]
 
     a = open_dataset(out)
     b = open_dataset(project / f"results/{SWEEP}/cells/{EXPERIMENT}/{cell.id}.zarr")
