@@ -132,7 +132,7 @@ def dask_client(settings: Mapping[str, Any], *, threads: int = 1, memory_limit: 
 
 @contextlib.contextmanager
 def _local_cluster(workers: int, **options: Any) -> Iterator[Any]:
-    """A client of a LocalCluster of ``workers`` single-threaded processes, with :data:`QUIET_CLUSTER_CONFIG`."""
+    """A client of a LocalCluster of ``workers`` single-threaded processes (:data:`QUIET_CLUSTER_CONFIG`, :data:`WORKER_MALLOC_ENV`)."""
     import dask
     from distributed import Client, LocalCluster
 
@@ -144,11 +144,11 @@ def _local_cluster(workers: int, **options: Any) -> Iterator[Any]:
         # The nannies put their workers' variables (malloc, one BLAS thread) into this process's
         # os.environ before spawning; taken back, so that processes started here later (theory jobs,
         # Snakemake under `rmtbench run`) do not inherit them. A nanny restarting a worker sets them again.
-        restore_environment(before)
+        _restore_environment(before)
         yield client
 
 
-def restore_environment(saved: Mapping[str, str]) -> None:
+def _restore_environment(saved: Mapping[str, str]) -> None:
     """Make ``os.environ`` equal to ``saved`` again (variables added since are removed).
 
     Parameters
