@@ -132,7 +132,7 @@ def dask_client(settings: Mapping[str, Any], *, threads: int = 1, memory_limit: 
 
 @contextlib.contextmanager
 def _local_cluster(workers: int, **options: Any) -> Iterator[Any]:
-    """A client of a LocalCluster of ``workers`` single-threaded processes (:data:`QUIET_CLUSTER_CONFIG`, :data:`WORKER_MALLOC_ENV`)."""
+    """A client of a LocalCluster of ``workers`` single-threaded processes, with rmtbench's Dask and malloc settings."""
     import dask
     from distributed import Client, LocalCluster
 
