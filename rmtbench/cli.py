@@ -15,10 +15,15 @@ from typing import Any, Sequence
 log = logging.getLogger("rmtbench")
 
 
-def _sweep(path: str) -> Any:
+def _sweep(path: str, *, kind_checks: bool = True) -> Any:
     from rmtbench.config import load_sweep
 
-    return load_sweep(path, project_dir=Path.cwd())
+    return load_sweep(path, project_dir=Path.cwd(), kind_checks=kind_checks)
+
+
+def _job_sweep(path: str) -> Any:
+    """The sweep of a job verb: the workflow ran the kinds' own checks once, when it wrote the sweep file."""
+    return _sweep(path, kind_checks=False)
 
 
 def _context(sweep: Any, client: Any, block_rows: int | None = None) -> Any:
@@ -74,7 +79,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from rmtbench.store import write_dataset
 
-    sweep = _sweep(args.sweep)
+    sweep = _job_sweep(args.sweep)
     plan = sweep.experiments[args.experiment]
     cell = plan.cell(args.cell)
     start = time.perf_counter()
@@ -89,7 +94,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_theory(args: argparse.Namespace) -> int:
     from rmtbench.store import write_dataset
 
-    sweep = _sweep(args.sweep)
+    sweep = _job_sweep(args.sweep)
     plan = sweep.experiments[args.experiment]
     cells = plan.theory_groups()[args.key]
     start = time.perf_counter()
@@ -105,7 +110,7 @@ def cmd_gather(args: argparse.Namespace) -> int:
     from rmtbench.gather import gather_experiment
     from rmtbench.store import decode_attr, write_dataset
 
-    sweep = _sweep(args.sweep)
+    sweep = _job_sweep(args.sweep)
     dataset = gather_experiment(sweep, args.experiment, allow_missing=args.allow_missing)
     missing = decode_attr(dataset, "missing_cells")
     if missing:
@@ -117,7 +122,7 @@ def cmd_gather(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from rmtbench.store import open_dataset
 
-    sweep = _sweep(args.sweep)
+    sweep = _job_sweep(args.sweep)
     table = sweep.experiments[args.experiment].kind.compare(open_dataset(args.store))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False, float_format="%.6g")
@@ -127,7 +132,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from rmtbench.store import open_dataset
 
-    sweep = _sweep(args.sweep)
+    sweep = _job_sweep(args.sweep)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     paths = sweep.experiments[args.experiment].kind.plot(open_dataset(args.store), out)
@@ -261,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for verb, func, what in (("simulate", cmd_simulate, "--cell"), ("theory", cmd_theory, "--key")):
         p = sub.add_parser(verb, help=f"compute one {'cell' if verb == 'simulate' else 'theory group'} into a Zarr store")
-        p.add_argument("--sweep", required=True, help="config file (YAML or JSON)")
+        p.add_argument("--sweep", required=True, help="the sweep file the workflow writes (results/<sweep>/sweep.json) or a config "
+                       "file; the kinds' own checks are left to `rmtbench validate` and the workflow")
         p.add_argument("--experiment", required=True)
         p.add_argument(what, required=True, dest=what.strip("-"))
         p.add_argument("--out", required=True)

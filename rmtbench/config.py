@@ -426,7 +426,7 @@ def _normalise_axis_value(axis: str, value: Any, where: str) -> Any:
     return canonical_value(value)
 
 
-def load_sweep(source: str | Path | Mapping[str, Any], *, project_dir: str | Path = ".") -> Sweep:
+def load_sweep(source: str | Path | Mapping[str, Any], *, project_dir: str | Path = ".", kind_checks: bool = True) -> Sweep:
     """Validate a config (path or mapping) and expand it into a :class:`Sweep`.
 
     Parameters
@@ -435,6 +435,11 @@ def load_sweep(source: str | Path | Mapping[str, Any], *, project_dir: str | Pat
         Path of a YAML file, or an already parsed mapping (as Snakemake's ``config``).
     project_dir
         Directory that relative paths are resolved against; results must stay inside it.
+    kind_checks
+        Run each experiment kind's own checks of its cells (:meth:`Experiment.check`). The schema and
+        the checks of this module always run. Jobs reading the resolved sweep file that the workflow
+        wrote once these checks had passed skip them: some solve a matching problem, and importing
+        scipy for it cost every job about a second.
 
     Raises
     ------
@@ -477,7 +482,8 @@ def load_sweep(source: str | Path | Mapping[str, Any], *, project_dir: str | Pat
                     position = grid[axis].index(point[axis])
                     spec = _resolve_dataset(point[axis], config["datasets"], f"{where}.grid.{axis}[{position}]")
                     cell_options[f"{axis}_spec"] = canonical_value(spec)
-            exp.check(point, cell_options, where)
+            if kind_checks:
+                exp.check(point, cell_options, where)
             cells.append(Cell(experiment=name, kind=exp.kind, point=canonical_value(point), options=cell_options,
                               root_seed=config["seed"], axes=exp.axes))
         plans[name] = ExperimentPlan(name=name, kind=exp, cells=cells, options=options)

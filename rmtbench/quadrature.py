@@ -15,7 +15,6 @@ from functools import lru_cache
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import special
 
 __all__ = [
     "DEFAULT_BOUND",
@@ -45,6 +44,9 @@ def _legendre(n: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
 @lru_cache(maxsize=64)
 def _hermite_normal(n: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     # scipy's rule equals numpy's hermegauss to 1e-14 but, unlike it, does not overflow for n > 300.
+    # Imported here: importing scipy costs about a second, and loading a config (every job does) needs none.
+    from scipy import special
+
     x, w = special.roots_hermitenorm(n)
     w = w / math.sqrt(2.0 * math.pi)
     x.setflags(write=False)

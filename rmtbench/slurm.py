@@ -228,7 +228,7 @@ def simulate_on_allocation(args: argparse.Namespace, allocation: Allocation) -> 
     from rmtbench.parallel import dask_client
     from rmtbench.store import write_dataset
 
-    sweep = load_sweep(args.sweep, project_dir=Path.cwd())
+    sweep = load_sweep(args.sweep, project_dir=Path.cwd(), kind_checks=False)  # checked when the workflow wrote it
     plan = sweep.experiments[args.experiment]
     cell = plan.cell(args.cell)
     start = time.perf_counter()

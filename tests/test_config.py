@@ -68,10 +68,11 @@ BAD_CONFIGS = [
 
 @pytest.mark.parametrize("config,needle", [pytest.param(c, t, id=i) for i, c, t in BAD_CONFIGS])
 def test_malformed_configs_are_rejected_naming_the_key(config, needle):
-    with pytest.raises(ConfigError) as info:
-        load_sweep(config)
-    assert needle in str(info.value)
-    assert len(str(info.value).split("': ", 1)[-1]) >= 20, str(info.value)  # what is wrong or allowed
+    for kind_checks in (True, False):  # jobs skip only the kinds' own checks, never these
+        with pytest.raises(ConfigError) as info:
+            load_sweep(config, kind_checks=kind_checks)
+        assert needle in str(info.value)
+        assert len(str(info.value).split("': ", 1)[-1]) >= 20, str(info.value)  # what is wrong or allowed
 
 
 def test_unknown_activation_message_lists_the_allowed_values():
