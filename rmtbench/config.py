@@ -439,7 +439,7 @@ def load_sweep(source: str | Path | Mapping[str, Any], *, project_dir: str | Pat
         Run each experiment kind's own checks of its cells (:meth:`Experiment.check`). The schema and
         the checks of this module always run. Jobs reading the resolved sweep file that the workflow
         wrote once these checks had passed skip them: some solve a matching problem, and importing
-        scipy for it cost every job about a second.
+        scipy for it cost every job most of a second.
 
     Raises
     ------

@@ -44,7 +44,7 @@ def _legendre(n: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
 @lru_cache(maxsize=64)
 def _hermite_normal(n: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     # scipy's rule equals numpy's hermegauss to 1e-14 but, unlike it, does not overflow for n > 300.
-    # Imported here: importing scipy costs about a second, and loading a config (every job does) needs none.
+    # Imported here: importing scipy takes most of a second, and loading a config (every job does) needs none.
     from scipy import special
 
     x, w = special.roots_hermitenorm(n)
