@@ -193,6 +193,11 @@ def _piecewise_evaluator(pieces: tuple[Piece, ...]) -> tuple[Callable[..., Array
     return evaluate, 6 * 8 * n_nodes
 
 
+def _value_at_zero(phi: Pointwise) -> float:
+    """φ(0): the value at a zero input (σ = 0), where a kink may sit."""
+    return float(np.asarray(phi(np.zeros(1)), dtype=float)[0])
+
+
 def _derivative_pieces(act: Activation) -> tuple[Piece, ...] | None:
     if act.piecewise is None or act.has_jumps:
         return None
@@ -273,7 +278,7 @@ def _mehler(phi: Pointwise, pieces: tuple[Piece, ...] | None, kinks: tuple[float
         # σ = 0 (a zero input): φ_0 is the constant φ(0).
         zero = scales == 0
         out[zero] = 0.0
-        out[zero, 0] = float(np.asarray(phi(np.zeros(1)), dtype=float)[0])
+        out[zero, 0] = _value_at_zero(phi)
         return out
 
     ca = rows(sa)
@@ -363,7 +368,7 @@ def _evaluate(act: Activation, closed: Callable[..., Array] | None, pieces: tupl
         # Self-pairs get the exact 1-D value, identical to expected_kernel_diag.
         if pieces is not None:
             out[self_pairs, self_pairs] = _piecewise_second_moment(
-                pieces, sa[self_pairs], at_zero=float(np.asarray(f(np.zeros(1)), dtype=float)[0]))
+                pieces, sa[self_pairs], at_zero=_value_at_zero(f))
         else:
             out[self_pairs, self_pairs] = gaussian_expectations(
                 lambda t: np.asarray(f(t), dtype=float) ** 2, sa[self_pairs], kinks=act.kinks)
@@ -513,7 +518,7 @@ def expected_kernel_diag(act: ActivationSpec, A: ArrayLike) -> Array:
         raise ValueError(f"A must be p x n (columns are samples), got shape {A.shape}")
     scales = np.sqrt(np.einsum("ij,ij->j", A, A))
     if act.piecewise is not None:
-        return _piecewise_second_moment(act.piecewise, scales, at_zero=float(np.asarray(act.phi(np.zeros(1)))[0]))
+        return _piecewise_second_moment(act.piecewise, scales, at_zero=_value_at_zero(act.phi))
     phi = act.phi
     return gaussian_expectations(lambda t: np.asarray(phi(t), dtype=float) ** 2, scales, kinks=act.kinks)
 
