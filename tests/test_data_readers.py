@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -196,6 +197,17 @@ def test_csv_table(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_csv_table(path, n_columns=3).values, [[1, 2, 3], [4, 5, 6]])
     (tmp_path / "f.csv").write_text("1.5,2\n3,4e1\n")
     np.testing.assert_array_equal(read_csv_table(tmp_path / "f.csv", n_columns=2).values, [[1.5, 2], [3, 40]])
+    # unsigned integers take a faster reader: values bitwise those of the general (loadtxt) path
+    ints = "0,255,9007199254740993\n17,0,18446744073709551616\n"
+    (tmp_path / "ints.csv").write_text(ints)
+    expected = np.loadtxt(io.StringIO(ints), delimiter=",")
+    got = read_csv_table(tmp_path / "ints.csv", n_columns=3).values
+    assert got.tobytes() == expected.tobytes() and got[0, 2] == 2.0**53
+    (tmp_path / "signed.csv").write_text("-0,1\n2,3\n")
+    assert np.signbit(read_csv_table(tmp_path / "signed.csv", n_columns=2).values[0, 0])
+    (tmp_path / "gap.csv").write_text("1,2\n3,\n")
+    with pytest.raises(DataError, match=r"gap\.csv: expected headerless numeric CSV"):
+        read_csv_table(tmp_path / "gap.csv", n_columns=2)
     (tmp_path / "ragged.csv").write_text("1,2,3\n4,5\n")
     with pytest.raises(DataError, match=r"ragged\.csv: .*line 2 has 2 fields"):
         read_csv_table(tmp_path / "ragged.csv", n_columns=3)
