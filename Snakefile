@@ -10,7 +10,13 @@ from snakemake.utils import min_version
 min_version("8.20")
 
 
-configfile: "config/config.yaml"
+# The laptop sweep unless --configfile names another. Never both: a plain `configfile:` would have
+# Snakemake merge the given file into this one, so a user's sweep would inherit the laptop's data sets,
+# compute and dask blocks (a data set of the same name gaining keys it did not set), and `rmtbench
+# validate` and `status`, which read the user's file alone, would disagree with the pipeline.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 # Validation against the schema (workflow/schemas/config.schema.yaml, generated from the library) and

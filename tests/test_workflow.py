@@ -199,3 +199,32 @@ def test_every_experiment_kind_runs_through_snakemake(tmp_path):
         assert (out / "tables" / f"{exp['name']}.csv").stat().st_size > 0, exp["name"]
         assert list((out / "figures" / exp["name"]).glob("*.png")), exp["name"]
         assert f"id='exp-{exp['name']}'" in report, exp["name"]
+
+
+def test_a_given_configfile_replaces_the_default_one(tmp_path):
+    """--configfile is the whole config: nothing of config/config.yaml is merged into it.
+
+    Failed before the fix: the Snakefile's `configfile:` directive made Snakemake merge the user's file
+    into the laptop config. A data set named like a laptop one gained the laptop's keys (here gmm2 got
+    p_over_n beside p, which the data-set checks reject), and the pipeline's cells differed from those
+    `rmtbench validate` reported.
+    """
+    from rmtbench.config import load_sweep
+
+    project = _project(tmp_path, small_config())
+    shutil.copy(ROOT / "config" / "config.yaml", project / "config" / "config.yaml")  # the real laptop config
+    mine = small_config()
+    mine["datasets"] = {"gmm2": {"kind": "gmm", "p": 24, "classes": 2}}
+    mine["experiments"][0]["grid"]["dataset"] = ["gmm2"]
+    (project / "mine.yaml").write_text(yaml.safe_dump(mine))
+    result = _run(["snakemake", "--profile", "profiles/default", "--cores", "1", "-n", "--configfile", "mine.yaml"], project)
+    assert result.returncode == 0, result.stderr[-3000:]
+    used = load_sweep(project / "results/unit/sweep.json", project_dir=project)
+    assert used.config == load_sweep(project / "mine.yaml", project_dir=project).config
+    assert set(used.config["datasets"]) == {"gmm2"}
+    assert used.config["datasets"]["gmm2"]["p"] == 24 and used.config["datasets"]["gmm2"].get("p_over_n") is None
+
+    # Without --configfile, config/config.yaml is the sweep, as before.
+    default = _run(["snakemake", "--profile", "profiles/default", "--cores", "1", "-n"], project)
+    assert default.returncode == 0, default.stderr[-3000:]
+    assert (project / "results" / "laptop" / "sweep.json").is_file()
