@@ -245,12 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.set_defaults(func=cmd_validate)
 
-    p = sub.add_parser("run", help="run a sweep locally: one LocalCluster shared by all jobs, then the reports")
+    p = sub.add_parser("run", help="run a sweep locally: one LocalCluster shared by all jobs, then the reports",
+                       epilog="Arguments after -- go to Snakemake unchanged: rmtbench run my.yaml --cores 2 -- --keep-going")
     p.add_argument("config", nargs="?", default="config/config.yaml")
     p.add_argument("--cores", type=int, default=None, help="worker processes and Snakemake cores (default: all)")
     p.add_argument("--profile", default="profiles/default")
-    p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="further Snakemake arguments, after --")
-    p.set_defaults(func=cmd_run)
+    # Snakemake's own arguments follow `--` (split off in main): a REMAINDER positional here took every
+    # option after the config, `--cores` included, for Snakemake, and the cluster kept all cores.
+    p.set_defaults(func=cmd_run, snakemake_args=[])
 
     p = sub.add_parser("report-path", help="where the HTML report of a config goes")
     p.add_argument("config")
@@ -305,11 +307,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse a command line (without the program name); exits with status 2 on a usage error.
+
+    Everything after the first ``--`` is handed to Snakemake by ``run`` (as ``snakemake_args``), so
+    ``run``'s own options may follow the config: ``run my.yaml --cores 2 -- --keep-going``.
+    """
+    argv = list(argv)
+    passthrough: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1 :]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if passthrough:
+        if args.func is not cmd_run:
+            parser.error(f"arguments after -- ({' '.join(passthrough)}) are passed to Snakemake by `rmtbench run` only")
+        args.snakemake_args = passthrough
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     from rmtbench.config import ConfigError
 
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     user_errors: tuple[type[BaseException], ...] = (ConfigError, FileNotFoundError, KeyError)
     try:
