@@ -380,6 +380,20 @@ def _check_relative_inside(value: str, key: str) -> Path:
     return path
 
 
+def _check_cell_data(cell: Cell, axis: str, key: str, checked: set[str]) -> None:
+    """Refuse, naming ``key``, a data-set spec that the cell's data could not be built from."""
+    from rmtbench.experiments.common import check_cell_data, data_key
+
+    identity = data_key(cell, axis=axis)
+    if identity in checked:
+        return
+    try:
+        check_cell_data(cell, axis=axis)
+    except ValueError as exc:
+        raise ConfigError(f"config key '{key}': {exc} (cell {cell.label} of {cell.experiment}, n = {cell['n']})") from None
+    checked.add(identity)
+
+
 def _resolve_dataset(name: Any, datasets: Mapping[str, Any], where: str) -> dict[str, Any]:
     from rmtbench.data import dataset_kinds
 
@@ -475,17 +489,25 @@ def load_sweep(source: str | Path | Mapping[str, Any], *, project_dir: str | Pat
             if len(set(map(repr, grid[axis]))) != len(grid[axis]):
                 raise ConfigError(f"config key '{where}.grid.{axis}': values must be distinct, got {values!r}")
         cells = []
+        checked: set[str] = set()
         for point in exp.expand(grid):
             cell_options = canonical_value(dict(options))
+            data_keys = {}
             for axis in exp.dataset_axes:
                 if axis in point:
                     position = grid[axis].index(point[axis])
-                    spec = _resolve_dataset(point[axis], config["datasets"], f"{where}.grid.{axis}[{position}]")
+                    data_keys[axis] = f"{where}.grid.{axis}[{position}]"
+                    spec = _resolve_dataset(point[axis], config["datasets"], data_keys[axis])
+                    if point[axis] in config["datasets"]:
+                        data_keys[axis] = f"datasets.{point[axis]}"
                     cell_options[f"{axis}_spec"] = canonical_value(spec)
             if kind_checks:
                 exp.check(point, cell_options, where)
-            cells.append(Cell(experiment=name, kind=exp.kind, point=canonical_value(point), options=cell_options,
-                              root_seed=config["seed"], axes=exp.axes))
+            cell = Cell(experiment=name, kind=exp.kind, point=canonical_value(point), options=cell_options,
+                        root_seed=config["seed"], axes=exp.axes)
+            for axis, key in data_keys.items():
+                _check_cell_data(cell, axis, key, checked)
+            cells.append(cell)
         plans[name] = ExperimentPlan(name=name, kind=exp, cells=cells, options=options)
 
     return Sweep(

@@ -258,6 +258,14 @@ MORE_BAD_CONFIGS = [
     ("repeated class", _dataset(kind="mnist", classes=[3, 3]), "datasets.g.classes"),
     ("no class", _dataset(kind="digits", classes=[]), "datasets.g.classes"),
     ("unknown data-set key", _dataset(kind="gmm", p_over_nn=0.5), "p_over_nn"),
+    # data-set specs the schema cannot fault, refused by the kinds' size checks (before: a traceback
+    # in the simulate job)
+    ("both p and p_over_n", _dataset(kind="gmm", p=24, p_over_n=0.5), "datasets.g"),
+    ("neither p nor p_over_n", _dataset(kind="sphere"), "datasets.g"),
+    ("proportions not summing to 1", _dataset(kind="gmm", p_over_n=0.5, proportions=[0.3, 0.3]), "datasets.g"),
+    ("three classes, two covariance shifts", _dataset(kind="gmm", p_over_n=0.5, classes=3), "datasets.g"),
+    ("more classes than dimensions", _dataset(kind="gmm", p=2, classes=3, cov_shift=[0, 0, 0]), "datasets.g"),
+    ("a non-positive covariance", _dataset(kind="gmm", p=4, cov_shift=[0, -4]), "datasets.g"),
     # sizes, seeds and options
     ("n_test zero", _option(n_test=0), "experiments[0].n_test"),
     ("negative root seed", lambda c: c.update(seed=-1), "seed"),

@@ -12,7 +12,7 @@ installed packages (see `rmtbench.data.real`).
 """
 
 from . import real, synthetic  # noqa: F401  (registers the built-in kinds)
-from .base import DataError, Dataset, class_targets, dataset_kinds, dataset_schema, make_dataset, resolve_spec
+from .base import DataError, Dataset, check_dataset, class_targets, dataset_kinds, dataset_schema, make_dataset, resolve_spec
 from .gmm_stats import GMMStatistics, gmm_statistics
 from .readers import read_adult_csv, read_cifar_batch, read_csv_table, read_idx
 from .synthetic import gmm_class_counts, gmm_parameters, sphere_teacher
@@ -21,6 +21,7 @@ __all__ = [
     "DataError",
     "Dataset",
     "GMMStatistics",
+    "check_dataset",
     "class_targets",
     "dataset_kinds",
     "dataset_schema",

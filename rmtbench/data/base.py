@@ -27,7 +27,9 @@ import numpy as np
 __all__ = [
     "Builder",
     "DataError",
+    "SizeCheck",
     "Dataset",
+    "check_dataset",
     "class_targets",
     "dataset_kinds",
     "dataset_schema",
@@ -129,16 +131,23 @@ class Builder(Protocol):
     ) -> Dataset: ...
 
 
+class SizeCheck(Protocol):
+    """Signature of a kind's check: a resolved spec and the sizes in; ``ValueError`` if it cannot be built."""
+
+    def __call__(self, spec: dict[str, Any], *, n: int, n_test: int) -> None: ...
+
+
 @dataclass(frozen=True)
 class _Kind:
     builder: Builder
     schema: dict
+    check: SizeCheck | None = None
 
 
 _REGISTRY: dict[str, _Kind] = {}
 
 
-def register_kind(kind: str, *, schema: Mapping[str, Any]) -> Callable[[Builder], Builder]:
+def register_kind(kind: str, *, schema: Mapping[str, Any], check: SizeCheck | None = None) -> Callable[[Builder], Builder]:
     """Register a builder for ``kind`` (decorator).
 
     Parameters
@@ -148,6 +157,11 @@ def register_kind(kind: str, *, schema: Mapping[str, Any]) -> Callable[[Builder]
     schema : mapping
         ``{key: {"type": ..., "description": ..., "default": ...}}`` for every spec
         key other than ``kind``; wrapped into a closed object schema.
+    check : callable, optional
+        ``check(resolved_spec, n=..., n_test=...)`` raises ``ValueError`` for what the schema cannot
+        express (keys that exclude each other, list lengths, sizes); cheap, no files read and no
+        draws. `check_dataset` runs it when a config is loaded, so that such a spec is refused
+        before any job starts.
     """
     properties = {
         "kind": {"const": kind, "description": "Data set kind.", "default": kind},
@@ -165,7 +179,7 @@ def register_kind(kind: str, *, schema: Mapping[str, Any]) -> Callable[[Builder]
     jsonschema.Draft202012Validator.check_schema(full)
 
     def decorate(builder: Builder) -> Builder:
-        _REGISTRY[kind] = _Kind(builder=builder, schema=full)
+        _REGISTRY[kind] = _Kind(builder=builder, schema=full, check=check)
         return builder
 
     return decorate
@@ -217,6 +231,24 @@ def resolve_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {
         key: copy.deepcopy(spec[key] if key in spec else prop["default"]) for key, prop in schema["properties"].items()
     }
+
+
+def check_dataset(spec: Mapping[str, Any], *, n: int, n_test: int) -> None:
+    """Check that ``spec`` describes a data set that can be built with ``n`` and ``n_test`` samples.
+
+    Runs the schema and the kind's own check (see `register_kind`), without reading files or drawing
+    samples; what only the files can tell (too few samples of a class, a corrupt file) is found when
+    the data are built.
+
+    Raises
+    ------
+    ValueError
+        Naming what is wrong with the spec at these sizes.
+    """
+    resolved = resolve_spec(spec)
+    check = _kind(resolved["kind"]).check
+    if check is not None:
+        check(resolved, n=int(n), n_test=int(n_test))
 
 
 def make_dataset(

@@ -186,7 +186,15 @@ def _draw_gmm(
     return X, labels.astype(np.int64)
 
 
-@register_kind("gmm", schema=GMM_SCHEMA)
+def _check_gmm(spec: dict[str, Any], *, n: int, n_test: int) -> None:
+    """What `_build_gmm` refuses, found without drawing: p and p_over_n, list lengths, p >= K, sizes."""
+    spec = _gmm_checked({**spec, "p": _resolve_p(spec, n), "p_over_n": None})
+    gmm_parameters(spec, p=spec["p"])
+    for size in (n, n_test):
+        gmm_class_counts(spec["proportions"], size)
+
+
+@register_kind("gmm", schema=GMM_SCHEMA, check=_check_gmm)
 def _build_gmm(
     spec: dict[str, Any],
     *,
@@ -252,7 +260,11 @@ def _draw_sphere(p: int, n: int, radius: float, rng: np.random.Generator) -> np.
     return radius * Z / np.linalg.norm(Z, axis=0, keepdims=True)
 
 
-@register_kind("sphere", schema=SPHERE_SCHEMA)
+def _check_sphere(spec: dict[str, Any], *, n: int, n_test: int) -> None:
+    _resolve_p(spec, n)
+
+
+@register_kind("sphere", schema=SPHERE_SCHEMA, check=_check_sphere)
 def _build_sphere(
     spec: dict[str, Any],
     *,

@@ -43,6 +43,17 @@ def cell_data(cell: Cell, ctx: RunContext, *, axis: str = "dataset") -> Any:
     )
 
 
+def check_cell_data(cell: Cell, *, axis: str = "dataset") -> None:
+    """Raise ``ValueError`` if :func:`cell_data` would refuse the cell's data-set spec at its sizes.
+
+    Cheap (no files, no draws): the config loader runs it for every cell, so that a spec the schema
+    cannot fault (both p and p_over_n, lists of the wrong length) is refused before any job starts.
+    """
+    from rmtbench.data import check_dataset
+
+    check_dataset(cell.options[f"{axis}_spec"], n=int(cell["n"]), n_test=int(cell.get("n_test", 0)))
+
+
 def width(cell: Cell) -> int:
     """Number of random features d = round(d_over_n * n), at least 1."""
     return max(1, int(round(float(cell["d_over_n"]) * int(cell["n"]))))
