@@ -17,6 +17,11 @@ weights of sparsity eps (unit variance, seed eq. 13) and replaces each φ_ℓ by
   of reach the step of least variance is used; where it is reachable, the one that keeps that
   step's centre and widens its dead zone (see :func:`_solve_last`).
 
+What cannot be matched is refused, not approximated: for a hidden φ odd up to a constant (erf, tanh,
+sigmoid) E φ'' = 0, and the binary step's q(σ) = (b − 2 E σ) E σ''/2 then vanishes while q(φ) > 0, so
+no step solves the hidden equations (:data:`HIDDEN_TOLERANCE`; such φ can be the last layer's). A
+step as the original (sign) has no derivative, hence no NTK.
+
 What cannot be matched, measured and reported (not hidden): for ReLU the hidden layers' τ_ℓ is
 not free once (d1², d2², q) are fixed, and at the last layer no three-level step has ReLU's small
 variance for its E σ', E σ'' (formula sheet section 4.5: Δα0 > 0). Both only move the identity
@@ -133,6 +138,11 @@ def step_moments(params: StepParams, *, tau: float) -> tuple[float, float, float
     return d1, d2, var, q
 
 
+HIDDEN_TOLERANCE = 1e-4
+"""Largest relative residual of a hidden layer's three matching equations accepted as a solution (solved
+ones reach about 1e-15; a φ the binary family cannot match stays at order one)."""
+
+
 def _solve_hidden(d1: float, d2: float, q: float, tau: float) -> tuple[StepParams, float]:
     """b (1{t<s₋} + 1{t>s₊}) with (E σ')² = d1², (E σ'')² = d2², q(σ) = q at scale τ; (params, residual)."""
     scale = np.array([max(d1 * d1, 1e-12), max(d2 * d2, 1e-12), max(abs(q), 1e-12)])
@@ -141,7 +151,8 @@ def _solve_hidden(d1: float, d2: float, q: float, tau: float) -> tuple[StepParam
         # thresholds and amplitude in units of τ: the starts below then fit every input scale alike
         # (for a positively homogeneous φ the solution simply scales with τ)
         v, w, b = x
-        return StepParams(v * tau, (v + math.exp(w)) * tau, b * tau, b * tau)
+        # w capped: for a φ no step matches, the optimiser runs the gap off to infinity (exp overflowed)
+        return StepParams(v * tau, (v + math.exp(min(w, 30.0))) * tau, b * tau, b * tau)
 
     def residual(x: np.ndarray) -> np.ndarray:
         m1, m2, _, mq = step_moments(params_of(x), tau=tau)
@@ -380,7 +391,9 @@ def _chain(acts: Sequence[Activation], surrogates: Sequence[Activation], tau0: f
             d1_sq = c.d1_sq
         else:  # step activation: E σ'² = ∞; the trained net back-propagates through the surrogate g
             deriv = g.derivative
-            assert deriv is not None
+            if deriv is None:
+                raise ValueError(f"activation {g.name!r} is a step (E φ'² = ∞) with no derivative to train through: "
+                                 "its network has no NTK; NTK-LC needs original activations with a derivative")
             d1_sq = gaussian_expectation(lambda t: np.asarray(deriv(t), dtype=float) ** 2, scale=c.tau_in, kinks=g.kinks)
         kappa2 = c.tau**2 + d1_sq * kappa2
         rows.append({"tau2": c.tau**2, "alpha1": c.alpha[0], "alpha2": c.alpha[1], "alpha3": c.alpha[2],
@@ -451,9 +464,19 @@ def match_network(activations: Sequence[ActivationSpec], *, tau0: float, quantiz
         try:
             if layer < depth:
                 params, res = _solve_hidden(m.d1, m.d2, m.q, tau_c)
+                if not res <= HIDDEN_TOLERANCE:
+                    why = ("for φ odd up to a constant (erf, tanh, sigmoid) E φ'' = 0 forces q(σ) = (b − 2 E σ) E σ''/2 = 0 "
+                           "≠ q(φ); use such φ in the last layer only" if abs(m.d2) <= 1e-12 * max(abs(m.d1), 1.0)
+                           else "these moments are out of the binary family's reach")
+                    raise ValueError(
+                        f"no binary step b(1{{t<s₋}} + 1{{t>s₊}}) matches (E φ')² = {m.d1**2:.6g}, (E φ'')² = {m.d2**2:.6g} and "
+                        f"q = {m.q:.6g} (best relative residual {res:.3g}): {why}"
+                    )
             else:
                 params, res = _solve_last(m.d1, m.d2, m.var, tau_c)
-        except (ValueError, RuntimeError) as err:  # say which layer and activation could not be matched
+        except (ValueError, RuntimeError, OverflowError) as err:  # say which layer and activation could not be matched
+            if isinstance(err, OverflowError):  # the optimiser ran off to infinite thresholds
+                err = ValueError(f"the matching diverged ({err}): no step of the family matches this φ")
             raise type(err)(f"NTK-LC layer {layer} of {depth} ({name}, input scale τ = {tau_c:.6g}): {err}") from err
         layers.append(LayerMatch(layer=layer, target=name, tau_in=tau_o, tau_in_compressed=tau_c, params=params,
                                  solve_residual=res))

@@ -161,3 +161,38 @@ def test_hidden_layer_match_holds_at_every_input_scale():
         np.testing.assert_allclose([layer.params.s_minus, layer.params.s_plus, layer.params.a_plus],
                                    [tau0 * unit.params.s_minus, tau0 * unit.params.s_plus, tau0 * unit.params.a_plus],
                                    rtol=1e-8)
+
+
+@pytest.mark.parametrize("activations,message", [
+    (["relu", "erf", "relu"], "odd up to a constant"),  # E φ'' = 0 makes q(σ) = 0: no binary step matches
+    (["tanh", "tanh"], "odd up to a constant"),  # the optimiser once overflowed here (OverflowError)
+    (["sigmoid", "relu"], "odd up to a constant"),
+    (["quadratic", "relu"], "out of the binary family's reach"),
+    (["sign", "relu"], "no derivative"),  # a step as the original: no NTK (an AssertionError before)
+])
+def test_a_hidden_layer_no_step_can_match_is_an_error_not_a_silent_mismatch(activations, message):
+    # Before the fix, relu-erf-relu returned a "match" with residual 1.0: α_{2,1}, β_{2,1}, α_{3,3}, β_{3,1}
+    # of the compressed net were off by 100%, and nothing said so.
+    with pytest.raises(ValueError, match=message):
+        match_network(activations, tau0=1.0)
+
+
+def test_odd_activations_are_matched_in_the_last_layer():
+    match = match_network(["relu", "erf"], tau0=1.0)
+    assert match.layers[0].solve_residual < 1e-8
+    assert match.max_relative_mismatch(["alpha1", "alpha2", "alpha3", "beta1", "beta2", "beta3"]) < 1e-6
+
+
+def test_the_config_refuses_an_activation_ntk_lc_cannot_match():
+    from conftest import small_config
+    from rmtbench.config import ConfigError, load_sweep
+
+    def config(activation, depth):
+        block = {"name": "ntk", "kind": "ntk_lc", "seeds": 1, "n": 200, "n_test": 100, "depth": depth, "epochs": 1,
+                 "grid": {"activation": [activation], "dataset": ["g"], "width": [32]}}
+        return small_config(experiments=[block])
+
+    with pytest.raises(ConfigError, match=r"experiments\[0\]\.grid\.activation.*'erf' in all 2 layers.*odd up to a constant"):
+        load_sweep(config("erf", 2))
+    assert len(load_sweep(config("erf", 1)).experiments["ntk"].cells) == 1  # the last layer can take an odd φ
+    assert len(load_sweep(config("relu", 3)).experiments["ntk"].cells) == 1

@@ -23,17 +23,36 @@ The theory is the matching itself: per-layer coefficients of both networks (``rm
 """
 from __future__ import annotations
 
+import functools
+import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rmtbench.canonical import short_hash
+from rmtbench.canonical import canonical_json, short_hash
 from rmtbench.experiments.base import Cell, Experiment, RunContext
 from rmtbench.experiments.common import ACTIVATION, DATASET, N_TEST, SEEDS, SIZE, cell_data, data_key, list_of
 
 EPS = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
+
+
+@functools.lru_cache(maxsize=64)
+def _matching_error(activation: str, depth: int) -> str | None:
+    """Why NTK-LC cannot match ``depth`` layers of ``activation`` (canonical JSON) at τ0 = 1; None if it can.
+
+    τ0 = 1 is the scale the data sets are normalised to (``mean ||x_i||² = 1``); what fails there (odd
+    hidden φ, a step as the original) fails at every scale.
+    """
+    from rmtbench.ntk_lc import match_network
+
+    try:
+        match_network([json.loads(activation)] * depth, tau0=1.0)
+    except (ValueError, RuntimeError) as err:
+        return str(err)
+    return None
 
 
 def _tau0(X: np.ndarray) -> float:
@@ -146,6 +165,16 @@ class NTKLossless(Experiment):
         "batch_size": {"type": "integer", "minimum": 1, "default": 128, "description": "Minibatch size."},
         "ntk_samples": {"type": "integer", "minimum": 0, "default": 128, "description": "Test points of the empirical NTK comparison (0 skips it)."},
     }
+
+    # -- config -----------------------------------------------------------------------------------
+    def check(self, point: Mapping[str, Any], options: Mapping[str, Any], where: str) -> None:
+        from rmtbench.config import ConfigError
+
+        depth = int(options.get("depth", 2))
+        error = _matching_error(canonical_json(point["activation"]), depth)
+        if error:
+            raise ConfigError(f"config key '{where}.grid.activation': {point['activation']!r} in all {depth} layers "
+                              f"cannot be matched at input scale τ0 = 1: {error}")
 
     def theory_key(self, cell: Cell) -> str:
         return short_hash({"data": data_key(cell), "activation": cell["activation"], "depth": cell["depth"],
