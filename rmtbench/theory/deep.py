@@ -206,7 +206,19 @@ def finite_width_correction(coefficients: Sequence[LayerCoefficients], widths: S
     So r_1 = 0 (the first layer's expectation is exact at any width) and
     r_2 = ½ (E φ_2'')² τ_1⁴ / d_1, the formula sheet's term (rows e2). The carried terms (ȧ_ℓ r_{ℓ−1}
     and ȧ_ℓ² v_{ℓ−1}) matter from three layers on; they are derived here at first order in 1/d, and
-    checked by Monte Carlo in ``tests/test_deepnet.py``. Infinite widths give 0.
+    checked by Monte Carlo in ``tests/test_deepnet.py`` (300 draws, within 3 standard errors).
+    Infinite widths give 0.
+
+    A residue at three layers, measured (2026-12-03; relu at all layers, a two-class mixture with
+    n = 64, p = 256). The Monte-Carlo 1ᵀ(K − K_∞)1/n of layer 3 exceeds r_3 (n − 1) as follows:
+
+    - d = 96 (4000 draws): 0.0159 ± 0.0002 against 0.0155;
+    - d = 384 (4000 draws): 0.00427 ± 0.00010 against 0.00388;
+    - d = 1536 (1000 draws): 0.00113 ± 0.00009 against 0.00097.
+
+    That is 3-16%, 1.8-3.9 standard errors; layer 2 agrees. These are terms the derivation drops,
+    for instance the O(1/d) shift of the diagonal entries Σ_{ℓ−1}ᵀΣ_{ℓ−1}, which reaches the
+    off-diagonal ones through the kernel map's dependence on the norms.
 
     Parameters
     ----------
