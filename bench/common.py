@@ -299,4 +299,6 @@ def rmtbench_location() -> str:
     """Where the imported rmtbench lives (benchmarks of a patched tree say so)."""
     import rmtbench
 
-    return str(Path(rmtbench.__file__).resolve().parent)
+    location = Path(rmtbench.__file__).resolve().parent
+    # relative to the checkout when it is this one: tables are committed, machine paths are not
+    return str(location.relative_to(ROOT)) if location.is_relative_to(ROOT) else str(location)

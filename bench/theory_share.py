@@ -25,6 +25,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from common import ROOT, Table, local_cluster, parser, timed, verdict, worker_pids
@@ -99,7 +100,9 @@ def main() -> None:
     from rmtbench.experiments.base import RunContext
 
     sweep, context = _load(args.config)
-    table = Table(f"theory-share: theory time / simulation time on the sweep {sweep.name!r} ({args.config})",
+    config = Path(args.config).resolve()
+    shown = config.relative_to(ROOT) if config.is_relative_to(ROOT) else config  # no machine paths in recorded tables
+    table = Table(f"theory-share: theory time / simulation time on the sweep {sweep.name!r} ({shown})",
                   ["experiment", "cells", "theory keys", "simulate wall s", "theory wall s", "simulate CPU s", "theory CPU s",
                    "share (wall)", "share (CPU)"])
     table.notes.append(f"simulate: LocalCluster of {args.workers} single-threaded workers, block_rows = "
