@@ -159,3 +159,19 @@ def test_ternary_against_gaussian_rf_on_gmm_n512(tmp_path):
     # measured (root seed 11): |rel| Gaussian vs LLC18 <= 3.2 % (1.0 % beyond 3 s.e.), ternary vs AZC22 <= 1.8 %;
     # best-gamma ratio 1.012 at N = 16n (LLC18 1.032) and 1.103 at N = 2n (LLC18 1.141)
     _check_acceptance(sub, table, 512, gauss_tol=0.02, azc_tol=0.03, near_tol=0.05, gap_tol=0.05)
+
+
+def test_weight_kurtosis_variant_is_computed_on_delocalised_data_only(tmp_path):
+    from rmtbench.experiments.footprint import _kurtosis_spectrum
+
+    plan = load_sweep(_config(n=256, widths=[64, 512], ternary_kernel_theory=True)).experiments["fp"]  # p = 128
+    (key, cells), = plan.theory_groups().items()
+    theory = plan.kind.theory(cells, RunContext(data_dir=tmp_path))
+    with_term, without = theory["test_mse_theory_ternary_k4"].values, theory["test_mse_theory_ternary"].values
+    assert np.isfinite(with_term).all() and not np.array_equal(with_term, without)
+    assert "not_computed" not in theory["test_mse_theory_ternary_k4"].attrs
+
+    one_hot = np.eye(8)  # one non-zero coordinate per sample: the first-order expansion does not apply
+    kernels = (np.eye(4), np.zeros((4, 4)), np.ones(4))
+    why = _kurtosis_spectrum("relu", one_hot[:, :4], one_hot[:, 4:], np.ones(4), np.ones(4), kernels, tau=1.0, eps=0.9)
+    assert isinstance(why, str) and "too localised" in why

@@ -26,8 +26,11 @@ equivalent of the test MSE of the Gaussian random features (formula sheet sectio
 ``rf_ridge``: :class:`~rmtbench.theory.equivalent.KernelSpectrum` and
 :func:`~rmtbench.theory.equivalent.ridge_mse_from_spectrum` with the expected kernel K, ``d = N`` and
 ``gamma_LLC = N gamma / n``); the same with ``K + delta_alpha0 I`` (AZC22's prediction for the ternary
-features); optionally the same with the exact Gaussian-W kernel of the matched ternary activation;
-and the kernel-ridge limit ``N -> infinity``. Nyström and (LP-)RFF have no theory line here.
+features); optionally the same with the exact Gaussian-W kernel of the matched ternary activation,
+and with that kernel plus the first-order kurtosis term of the sparse ternary weights
+(:mod:`rmtbench.theory.kurtosis`; NaN, with the reason in the variable's attributes, where the data are
+too localised for the expansion, as UCI Adult's one-hot columns are); and the kernel-ridge limit
+``N -> infinity``. Nyström and (LP-)RFF have no theory line here.
 
 Compute: no Dask (``uses_dask = False``). A cell is dense linear algebra on a ``min(N, n)``-sized
 system per method and seed (one Cholesky factorisation per ridge), multithreaded by BLAS; features are
@@ -121,7 +124,9 @@ class Footprint(Experiment):
                          "description": "Gauss-Hermite nodes per dimension for kernels without closed form."},
         "ternary_kernel_theory": {"type": "boolean", "default": True,
                                   "description": "Also compute LLC18 with the exact (Gaussian-W) kernel of the matched "
-                                                 "ternary activation (one more n x n kernel by quadrature and eigendecomposition)."},
+                                                 "ternary activation (one more n x n kernel by quadrature and eigendecomposition), "
+                                                 "and with that kernel plus the first-order kurtosis term of the sparse ternary "
+                                                 "weights (pitfall P8), where the data are delocalised enough for it."},
     }
 
     def check(self, point: Mapping[str, Any], options: Mapping[str, Any], where: str) -> None:
@@ -135,7 +140,8 @@ class Footprint(Experiment):
 
     def theory_key(self, cell: Cell) -> str:
         return short_hash({"data": data_key(cell), "activation": cell["activation"], "gamma": cell["gamma"],
-                           "nodes": cell["kernel_nodes"], "ternary": cell["ternary_kernel_theory"], "seed": cell.root_seed})
+                           "nodes": cell["kernel_nodes"], "ternary": cell["ternary_kernel_theory"], "seed": cell.root_seed,
+                           "eps": cell["eps"]})  # the weight-kurtosis term depends on the sparsity
 
     def resource_estimate(self, cells: list[Cell], *, step: str) -> dict[str, float] | None:
         """One process: the smaller of the primal (N x N) and dual (n x n) systems per feature map and seed."""
@@ -264,6 +270,7 @@ class Footprint(Experiment):
         gauss = KernelSpectrum.from_eigh(lam, U, y, K_cross, K_diag, y_test)
         spectra = {"": gauss}
         sources = {"": "LLC18 deterministic equivalent with the expected kernel K of phi (Gaussian W); formula sheet sec. 2"}
+        skipped: dict[str, str] = {}  # variants not computed here, and why (their variables are NaN)
         try:
             match = match_ternary(act, tau=tau)
         except ValueError:  # no ternary activation matches phi at this tau (e.g. an even phi)
@@ -275,18 +282,32 @@ class Footprint(Experiment):
                                  "(formula sheet sec. 4.5)")
             if first["ternary_kernel_theory"]:
                 sigma = match.activation
-                K_t = expected_kernel(sigma, X, nodes=nodes)
+                K_t, K_t_cross, K_t_diag = (expected_kernel(sigma, X, nodes=nodes), expected_kernel(sigma, X, X_test, nodes=nodes),
+                                            expected_kernel_diag(sigma, X_test))
                 lam_t, U_t = np.linalg.eigh(K_t)
-                spectra["_ternary"] = KernelSpectrum.from_eigh(lam_t, U_t, y, expected_kernel(sigma, X, X_test, nodes=nodes),
-                                                               expected_kernel_diag(sigma, X_test), y_test)
+                spectra["_ternary"] = KernelSpectrum.from_eigh(lam_t, U_t, y, K_t_cross, K_t_diag, y_test)
                 sources["_ternary"] = ("LLC18 with the exact Gaussian-W kernel of the matched ternary activation (no "
                                        "weight-kurtosis term, pitfall P8)")
+                kurtosis = _kurtosis_spectrum(sigma, X, X_test, y, y_test, (K_t, K_t_cross, K_t_diag), tau=tau, eps=float(first["eps"]))
+                if isinstance(kurtosis, str):
+                    skipped["_ternary_k4"] = kurtosis
+                else:
+                    spectra["_ternary_k4"] = kurtosis
+                sources["_ternary_k4"] = ("LLC18 with the matched ternary activation's kernel plus the first-order weight-kurtosis "
+                                          "term of the sparse ternary W (pitfall P8; rmtbench.theory.kurtosis)")
         variables: dict[str, Any] = {}
-        for suffix, spectrum in spectra.items():
-            test, train = _llc18(spectrum, widths, gammas, n)
-            test_curve, _ = _llc18(spectrum, curve, gammas, n)
-            limit_test, limit_train = _kernel_ridge(spectrum, gammas)
-            attrs = {"source": sources[suffix]}
+        for suffix in [*spectra, *skipped]:
+            if suffix in spectra:
+                spectrum = spectra[suffix]
+                test, train = _llc18(spectrum, widths, gammas, n)
+                test_curve, _ = _llc18(spectrum, curve, gammas, n)
+                limit_test, limit_train = _kernel_ridge(spectrum, gammas)
+                attrs = {"source": sources[suffix]}
+            else:
+                test, train = np.full((len(widths), gammas.size), np.nan), np.full((len(widths), gammas.size), np.nan)
+                test_curve = np.full((curve.size, gammas.size), np.nan)
+                limit_test, limit_train = np.full(gammas.size, np.nan), np.full(gammas.size, np.nan)
+                attrs = {"source": sources[suffix], "not_computed": skipped[suffix]}
             variables[f"test_mse_theory{suffix}"] = (("n_features", "gamma"), test, {"long_name": "test MSE, theory", **attrs})
             variables[f"train_mse_theory{suffix}"] = (("n_features", "gamma"), train, {"long_name": "training MSE, theory", **attrs})
             variables[f"test_mse_theory{suffix}_curve"] = (("n_features_curve", "gamma"), test_curve,
@@ -308,6 +329,33 @@ class Footprint(Experiment):
 
     def plot(self, gathered: Any, outdir: Path) -> list[Path]:
         return footprint_figures(gathered, outdir) + ridge_figures(gathered, outdir)
+
+
+KURTOSIS_MAX_LOCALISATION = 0.1
+"""Largest ``max_i Σ_k x_ik⁴/‖x_i‖⁴`` (train and test) at which the first-order kurtosis term is computed:
+the expansion's small parameter (about 3/p for delocalised data; UCI Adult's one-hot columns give 0.94)."""
+
+
+def _kurtosis_spectrum(sigma: Any, X: np.ndarray, X_test: np.ndarray, y: np.ndarray, y_test: np.ndarray,
+                       kernels: tuple[np.ndarray, np.ndarray, np.ndarray], *, tau: float, eps: float) -> Any:
+    """The ternary kernel plus the sparse ternary weights' kurtosis term, or why it is not computed."""
+    from rmtbench.theory.equivalent import KernelSpectrum
+    from rmtbench.theory.kurtosis import localisation, weight_kurtosis_kernel
+    from rmtbench.weights import weight_law
+
+    spread = localisation(np.hstack([X, X_test]))
+    if spread > KURTOSIS_MAX_LOCALISATION:
+        return (f"data too localised for the first-order expansion: max_i sum_k x_ik^4/||x_i||^4 = {spread:.3g} > "
+                f"{KURTOSIS_MAX_LOCALISATION:g}")
+    kappa4 = weight_law({"law": "ternary", "eps": eps}).fourth_moment - 3.0
+    K, K_cross, K_diag = kernels
+    K = K + weight_kurtosis_kernel(sigma, X, tau=tau, kappa4=kappa4)
+    lam, U = np.linalg.eigh(K)
+    if lam[0] < 0:
+        return f"the corrected kernel is not positive semi-definite (smallest eigenvalue {lam[0]:.3g})"
+    test_diag = K_diag + np.diag(weight_kurtosis_kernel(sigma, X_test, tau=tau, kappa4=kappa4))
+    return KernelSpectrum.from_eigh(lam, U, y, K_cross + weight_kurtosis_kernel(sigma, X, X_test, tau=tau, kappa4=kappa4),
+                                    test_diag, y_test)
 
 
 def _ridge(fmap: Any, data: Any, gammas: np.ndarray, block_rows: int) -> Any:
@@ -340,6 +388,7 @@ THEORY_PAIRS = {
     "ternary_rf": [
         ("test_mse", "test_mse_theory_azc22", "LLC18 with K + delta_alpha0 I (AZC22)"),
         ("test_mse", "test_mse_theory_ternary", "LLC18 with the ternary activation's kernel"),
+        ("test_mse", "test_mse_theory_ternary_k4", "LLC18 with the ternary activation's kernel + weight kurtosis (P8)"),
         ("test_mse_shifted", "test_mse_theory", "LLC18 with K at gamma (ternary fitted at gamma - delta_alpha0)"),
     ],
 }
@@ -372,7 +421,7 @@ def footprint_table(gathered: Any) -> Any:
             table = seed_mean_table(sub, [(empirical, theory)])
             table.insert(1, "method", method)
             table.insert(2, "reference", reference)
-            frames.append(table.dropna(subset=["mean"]))
+            frames.append(table.dropna(subset=["mean", "theory"]))  # no reference value (not computed there): no row
     if {"gaussian_rf", "ternary_rf"} <= set(methods):
         count = gathered.sizes.get("seed", 1)
 
