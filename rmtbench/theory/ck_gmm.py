@@ -20,7 +20,8 @@ finite-size error they explain:
 ``kurtosis`` (pitfall P8)
     For i.i.d. weights with excess kurtosis ``κ4 = E w⁴ - 3`` the fourth-cumulant (Edgeworth)
     term of ``E_w[phi(u) phi(v)]``: ``(κ4/4) m2² Σ_k x_ik² x_jk²`` plus the 1_n-direction term
-    ``(κ4/24) m0 m4 (q_i + q_j)``, ``q_i = Σ_k x_ik⁴`` (off the diagonal; P K P removes the latter).
+    ``(κ4/24) m0 m4 (q_i + q_j)``, ``q_i = Σ_k x_ik⁴`` (off the diagonal; P K P removes the latter;
+    :mod:`rmtbench.theory.kurtosis` has the whole first-order term).
 """
 from __future__ import annotations
 
@@ -240,10 +241,11 @@ def slope_term(act: ActivationSpec, X: ArrayLike, *, tau: float) -> Array:
 def kurtosis_term(act: ActivationSpec, X: ArrayLike, *, tau: float, kappa4: float) -> Array:
     """``E_W K - E_{Gaussian W} K`` to first order in the weights' excess kurtosis (pitfall P8).
 
-    ``(κ4/4) m2² Σ_k x_ik² x_jk² + (κ4/24) m0 m4 (q_i + q_j)`` for ``i != j``, ``q_i = Σ_k x_ik⁴``,
-    zero on the diagonal (where the correction is O(1/p) per entry). The first part is the formula
-    sheet's (section 4.4); the second, along ``1_n``, comes from the same fourth-cumulant expansion
-    ``(κ4/24) Σ_k E[(x_ik ∂_u + x_jk ∂_v)⁴ phi(u) phi(v)]`` and is removed by ``P . P``.
+    :func:`rmtbench.theory.kurtosis.weight_kurtosis_kernel` of ``X`` against itself, at leading order
+    for delocalised data: the formula sheet's ``(κ4/4) m2² Σ_k x_ik² x_jk²`` (section 4.4) and the part
+    along ``1_n``, ``(κ4/24) m0 m4 (q_i + q_j)`` with ``q_i = Σ_k x_ik⁴`` (removed by ``P . P``), for
+    ``i != j``; zero on the diagonal, where the term is O(1/p) per entry. The odd ``m1 m3`` part is left
+    out (see ``odd_part`` there).
 
     Parameters
     ----------
@@ -262,20 +264,9 @@ def kurtosis_term(act: ActivationSpec, X: ArrayLike, *, tau: float, kappa4: floa
     ndarray
         ``n x n``; zero when ``kappa4 = 0``.
     """
-    X = _check_data(X)
-    kappa4 = float(kappa4)
-    if not np.isfinite(kappa4):
-        raise ValueError(f"kappa4 must be finite (a weight law with a finite fourth moment), got {kappa4!r}")
-    n = X.shape[1]
-    if kappa4 == 0.0:
-        return np.zeros((n, n))
-    m = gaussian_moments(act, tau=tau)
-    sq = X * X
-    out = (0.25 * kappa4 * m.d2 * m.d2) * (sq.T @ sq)
-    q = np.einsum("ij,ij->j", sq, sq)
-    out += (kappa4 * m.mean * m.d4 / 24.0) * (q[:, None] + q[None, :])
-    np.fill_diagonal(out, 0.0)
-    return out
+    from rmtbench.theory.kurtosis import weight_kurtosis_kernel
+
+    return weight_kurtosis_kernel(act, _check_data(X), tau=tau, kappa4=kappa4, odd_part=False, diagonal=False)
 
 
 def ck_equivalent(
