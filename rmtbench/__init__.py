@@ -19,6 +19,7 @@ _PUBLIC: dict[str, str] = {
     "build_report": "rmtbench.report",
     "expected_kernel": "rmtbench.api",
     "expected_kernel_diag": "rmtbench.api",
+    "weight_kurtosis_kernel": "rmtbench.api",
     "hermite_coefficients": "rmtbench.api",
     "alpha_coefficients": "rmtbench.api",
     "ridge_mse_theory": "rmtbench.api",
@@ -52,6 +53,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real objects
     from rmtbench.api import (
         RidgeTheory, alpha_coefficients, expected_kernel, expected_kernel_diag, gmm_linear_equivalent,
         hermite_coefficients, open_results, results_provenance, ridge_mse_theory, sphere_linear_equivalent,
+        weight_kurtosis_kernel,
     )
     from rmtbench.config import load_sweep
     from rmtbench.data import make_dataset

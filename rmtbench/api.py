@@ -28,6 +28,7 @@ __all__ = [
     "results_provenance",
     "ridge_mse_theory",
     "sphere_linear_equivalent",
+    "weight_kurtosis_kernel",
 ]
 
 ActivationSpec = Any  # str, mapping or rmtbench.activations.Activation
@@ -152,6 +153,51 @@ def expected_kernel_diag(activation: ActivationSpec, X: ArrayLike) -> NDArray[np
     from rmtbench.theory.kernels import expected_kernel_diag as diag_columns
 
     return diag_columns(activation, _samples("X", X).T)
+
+
+def weight_kurtosis_kernel(activation: ActivationSpec, X: ArrayLike, Y: ArrayLike | None = None, *, weights: Any,
+                           tau: float | None = None) -> NDArray[np.float64]:
+    """How much the expected kernel of a non-Gaussian weight law differs from :func:`expected_kernel`.
+
+    The first-order (Edgeworth) term in the law's excess kurtosis ``E w^4 - 3`` (pitfall P8;
+    :func:`rmtbench.theory.kurtosis.weight_kurtosis_kernel`). It is a correction only for delocalised
+    data (``max_i sum_k x_ik^4 / ||x_i||^4`` small; about 3/p for Gaussian-like rows); for one-hot
+    columns it is as large as the kernel.
+
+    Parameters
+    ----------
+    activation
+        Name or spec.
+    X, Y
+        Samples as rows, shapes (n, p) and (m, p); ``Y = X`` when omitted (with the diagonal term).
+    weights
+        The weight law: ``"rademacher"``, ``"ternary-eps0.9"``, ... (see :func:`rmtbench.weights.weight_law`).
+    tau
+        Scale of the activation's Gaussian moments; default ``sqrt(mean ||x_i||^2)`` over the rows of X.
+
+    Returns
+    -------
+    ndarray of shape (n, m)
+
+    Examples
+    --------
+    Gaussian weights have no such term; ReLU's diagonal has none for any law (E (w.x)^2 = ||x||^2):
+
+    >>> X = np.random.default_rng(0).standard_normal((5, 400)) / 20
+    >>> bool(np.all(weight_kurtosis_kernel("relu", X, weights="gaussian") == 0))
+    True
+    >>> term = weight_kurtosis_kernel("relu", X, weights="ternary-eps0.9")
+    >>> bool(np.allclose(np.diag(term), 0.0, atol=1e-15) and np.any(term != 0))
+    True
+    """
+    from rmtbench.theory.kurtosis import weight_kurtosis_kernel as kurtosis_columns
+    from rmtbench.weights import weight_law
+
+    A = _samples("X", X)
+    B = None if Y is None else _samples("Y", Y)
+    scale = float(np.sqrt(np.mean(np.sum(A * A, axis=1)))) if tau is None else float(tau)
+    kappa4 = weight_law(weights).fourth_moment - 3.0
+    return kurtosis_columns(activation, A.T, None if B is None else B.T, tau=scale, kappa4=kappa4)
 
 
 def hermite_coefficients(activation: ActivationSpec, *, tau: float = 1.0, order: int = 3) -> NDArray[np.float64]:
