@@ -27,8 +27,8 @@ import numpy as np
 __all__ = [
     "Builder",
     "DataError",
-    "SizeCheck",
     "Dataset",
+    "SizeCheck",
     "check_dataset",
     "class_targets",
     "dataset_kinds",

@@ -43,8 +43,8 @@ EPS = {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
 def _matching_error(activation: str, depth: int) -> str | None:
     """Why NTK-LC cannot match ``depth`` layers of ``activation`` (canonical JSON) at τ0 = 1; None if it can.
 
-    τ0 = 1 is the scale the data sets are normalised to (``mean ||x_i||² = 1``); what fails there (odd
-    hidden φ, a step as the original) fails at every scale.
+    τ0 = 1 is the scale the data sets are normalised to (``mean ||x_i||² = 1``). An odd hidden φ and a
+    step as the original fail at every scale; other failures may depend on it.
     """
     from rmtbench.ntk_lc import match_network
 
