@@ -474,9 +474,7 @@ def match_network(activations: Sequence[ActivationSpec], *, tau0: float, quantiz
                     )
             else:
                 params, res = _solve_last(m.d1, m.d2, m.var, tau_c)
-        except (ValueError, RuntimeError, OverflowError) as err:  # say which layer and activation could not be matched
-            if isinstance(err, OverflowError):  # the optimiser ran off to infinite thresholds
-                err = ValueError(f"the matching diverged ({err}): no step of the family matches this φ")
+        except (ValueError, RuntimeError) as err:  # say which layer and activation could not be matched
             raise type(err)(f"NTK-LC layer {layer} of {depth} ({name}, input scale τ = {tau_c:.6g}): {err}") from err
         layers.append(LayerMatch(layer=layer, target=name, tau_in=tau_o, tau_in_compressed=tau_c, params=params,
                                  solve_residual=res))

@@ -340,7 +340,7 @@ def _kurtosis_spectrum(sigma: Any, X: np.ndarray, X_test: np.ndarray, y: np.ndar
                        kernels: tuple[np.ndarray, np.ndarray, np.ndarray], *, tau: float, eps: float) -> Any:
     """The ternary kernel plus the sparse ternary weights' kurtosis term, or why it is not computed."""
     from rmtbench.theory.equivalent import KernelSpectrum
-    from rmtbench.theory.kurtosis import localisation, weight_kurtosis_kernel
+    from rmtbench.theory.kurtosis import localisation, weight_kurtosis_diag, weight_kurtosis_kernel
     from rmtbench.weights import weight_law
 
     spread = localisation(np.hstack([X, X_test]))
@@ -353,7 +353,7 @@ def _kurtosis_spectrum(sigma: Any, X: np.ndarray, X_test: np.ndarray, y: np.ndar
     lam, U = np.linalg.eigh(K)
     if lam[0] < 0:
         return f"the corrected kernel is not positive semi-definite (smallest eigenvalue {lam[0]:.3g})"
-    test_diag = K_diag + np.diag(weight_kurtosis_kernel(sigma, X_test, tau=tau, kappa4=kappa4))
+    test_diag = K_diag + weight_kurtosis_diag(sigma, X_test, tau=tau, kappa4=kappa4)
     return KernelSpectrum.from_eigh(lam, U, y, K_cross + weight_kurtosis_kernel(sigma, X, X_test, tau=tau, kappa4=kappa4),
                                     test_diag, y_test)
 

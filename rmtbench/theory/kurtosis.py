@@ -29,7 +29,7 @@ from numpy.typing import ArrayLike, NDArray
 from rmtbench.activations import Activation, gaussian_moments, get_activation
 from rmtbench.quadrature import gaussian_expectation
 
-__all__ = ["localisation", "weight_kurtosis_kernel"]
+__all__ = ["localisation", "weight_kurtosis_diag", "weight_kurtosis_kernel"]
 
 Array = NDArray[np.float64]
 _BINOMIAL_4 = (1.0, 4.0, 6.0, 4.0, 1.0)
@@ -109,12 +109,26 @@ def weight_kurtosis_kernel(
         if coefficient:
             out += coefficient * ((A**power).T @ (B ** (4 - power)))
     out *= kappa4 / 24.0
-    if same and not diagonal:
-        np.fill_diagonal(out, 0.0)
-    elif same:
-        # E[(φ²)''''(τξ)] = E[φ(τξ)² He_4(ξ)] / τ⁴
-        he4 = gaussian_expectation(lambda t: act.phi(t) ** 2 * ((t / tau) ** 4 - 6 * (t / tau) ** 2 + 3), scale=tau,
-                                   kinks=act.kinks) / tau**4
-        q = np.einsum("ij,ij->j", A * A, A * A)
-        np.fill_diagonal(out, (kappa4 / 24.0) * he4 * q)
+    if same:
+        np.fill_diagonal(out, weight_kurtosis_diag(act, A, tau=tau, kappa4=kappa4) if diagonal else 0.0)
     return out
+
+
+def weight_kurtosis_diag(act: str | Mapping[str, Any] | Activation, A: ArrayLike, *, tau: float, kappa4: float) -> Array:
+    """The diagonal of :func:`weight_kurtosis_kernel` of ``A`` against itself, without the off-diagonal products.
+
+    ``(κ4/24) Σ_k x_ik⁴ E[(φ²)''''(τξ)]``, with ``E[(φ²)''''(τξ)] = E[φ(τξ)² He_4(ξ)] / τ⁴``.
+
+    Examples
+    --------
+    >>> A = np.eye(3)
+    >>> bool(np.allclose(weight_kurtosis_diag("relu", A, tau=1.0, kappa4=7.0), 0.0, atol=1e-14))  # E (w.x)² = ‖x‖²
+    True
+    """
+    act = get_activation(act)
+    A = np.asarray(A, dtype=float)
+    if float(kappa4) == 0.0:
+        return np.zeros(A.shape[1])
+    he4 = gaussian_expectation(lambda t: act.phi(t) ** 2 * ((t / tau) ** 4 - 6 * (t / tau) ** 2 + 3), scale=tau,
+                               kinks=act.kinks) / tau**4
+    return (float(kappa4) / 24.0) * he4 * np.einsum("ij,ij->j", A * A, A * A)
