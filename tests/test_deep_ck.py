@@ -60,7 +60,11 @@ def test_small_sweep_end_to_end(tmp_path):
     table = plan.kind.compare(gathered)
     quantities = set(table["quantity"])
     assert {"ck_equivalent", "ck_equivalent_model", "ntk_equivalent", "ck_empirical", "ck_empirical_corrected",
-            "ntk_empirical", "ck_ones_excess"} <= quantities
+            "ck_empirical_per_pair", "ntk_empirical", "ck_ones_excess", "ck_ones_excess_per_pair"} <= quantities
+    # the per-pair term, like the rank-one term, is 0 at layer 1 and O(1/d) after it
+    pair = gathered["ck_ones_predicted_per_pair"].sel(activations="relu+erf+abs", weights="gaussian", dataset="g", n=64)
+    assert float(pair.sel(layer=1, d_over_n=1.0)) == 0.0
+    assert float(pair.sel(layer=2, d_over_n=1.0)) == pytest.approx(2 * float(pair.sel(layer=2, d_over_n=2.0)), rel=1e-5)
     assert table.loc[table.quantity == "ck_empirical", "mc_floor"].notna().all()
     assert table.loc[table.quantity == "ck_equivalent", "rate"].notna().all()  # two sizes: a fitted rate
     paths = plan.kind.plot(gathered, tmp_path / "figures")
@@ -72,6 +76,17 @@ def test_small_sweep_end_to_end(tmp_path):
     spectra = [captions[p.name] for p in paths if p.name.startswith("deep_ck_spectra-")]
     assert all("GMM statistics (from the gmm spec)" in c for c in spectra)
     assert gathered["stat_estimated"].max() == 0.0 and np.isfinite(gathered["stat_T"]).all()
+
+
+def test_the_per_pair_term_can_be_switched_off(tmp_path):
+    """``per_pair_correction: false`` skips the per-pair term (its n x n arrays) and its rows; the rest stays."""
+    config = _config(activations=[["relu", "relu"]], n=[32], per_pair_correction=False)
+    plan, gathered = _run(config, tmp_path)
+    assert "ck_error_empirical_per_pair" not in gathered and "ck_error_empirical_corrected" in gathered
+    quantities = set(plan.kind.compare(gathered)["quantity"])
+    assert "ck_empirical_corrected" in quantities and not {"ck_empirical_per_pair", "ck_ones_excess_per_pair"} & quantities
+    on = load_sweep(_config(activations=[["relu", "relu"]], n=[32])).experiments["deep"]
+    assert set(on.theory_groups()) != set(plan.theory_groups())  # the switch is part of the theory key
 
 
 def test_estimated_statistics_are_stored_and_shown(tmp_path):

@@ -5,14 +5,16 @@ P14, P15. For each cell (activation list, weight law, data set, n, width d/n) an
 random MLP centred by constants is pushed through on Dask and the Gram of every layer and the
 network's NTK are accumulated (:mod:`rmtbench.deepnet`). The theory, computed once per (data,
 activation list), is the exact infinite-width CK and NTK of every layer (Gaussian recursion), their
-Gu+22 linear equivalents, and the finite-width rank-one term. Three comparisons come out:
+Gu+22 linear equivalents, and two finite-width terms: the rank-one term of pitfall P12 and the
+entry-by-entry first-order mean of :mod:`rmtbench.theory.finite_width` (option
+``per_pair_correction``). Three comparisons come out:
 
 * linear equivalent against the exact infinite-width kernel (theory against theory: Gu+22's claim),
   with the data-driven ε_i = ‖x_i‖² − τ² (``*_equivalent``) and with Gu+22's V = [J/√p, ψ]
   (``*_equivalent_model``);
-* empirical seed-mean kernels against the exact kernels, raw and with the rank-one term, next to the
-  Monte-Carlo floor estimated from the two halves of the seeds;
-* the projection 1ᵀ(K_emp − K_∞)1/n against the rank-one term's r_ℓ(n − 1), per seed.
+* empirical seed-mean kernels against the exact kernels, raw, with the rank-one term and with the
+  per-pair term, next to the Monte-Carlo floor estimated from the two halves of the seeds;
+* the projection 1ᵀ(K_emp − K_∞)1/n against the rank-one term's r_ℓ(n − 1) and the per-pair 1ᵀS_ℓ1/n.
 """
 from __future__ import annotations
 
@@ -69,12 +71,25 @@ def layer_widths(cell: Cell, depth: int, *, d_over_n: float | None = None) -> li
     return [max(1, int(round(ratio * int(cell["n"]) * float(m)))) for m in profile]
 
 
+def per_pair_shifts(cell: Cell, X: np.ndarray, activations: list[Any], ratios: list[float], *, tau0: float,
+                    kernels: list[np.ndarray]) -> np.ndarray:
+    """S_ℓ of :mod:`rmtbench.theory.finite_width` for every width ratio: float32 (ratio, layer, n, n).
+
+    The layers' sensitivities depend on the infinite-width kernels only: computed once, propagated per ratio.
+    """
+    from rmtbench.theory.finite_width import network_sensitivities, propagate
+
+    layers = network_sensitivities(X, activations, tau0=tau0, nodes=int(cell["kernel_nodes"]), kernels=kernels)
+    depth = len(activations)
+    return np.stack([np.stack(propagate(layers, layer_widths(cell, depth, d_over_n=r))) for r in ratios]).astype(np.float32)
+
+
 class DeepConjugateKernel(Experiment):
     """Per-layer CK and the NTK of deep random MLPs against the Gu+22 recursion."""
 
     kind = "deep_ck"
     description = ("Deep random MLPs: per-layer conjugate kernel and NTK (empirical, exact infinite-width, Gu+22 "
-                   "linear equivalent with the finite-width rank-one term).")
+                   "linear equivalent, and the finite-width terms: rank-one and entry by entry).")
     axes = ("activations", "weights", "dataset", "n", "d_over_n")
     uses_dask = True
     grid_schema = {
@@ -99,6 +114,10 @@ class DeepConjugateKernel(Experiment):
                                      "every layer).", default=DEFAULT_RATIO_ACTIVATIONS),
         "ratio_depth": {"type": "integer", "minimum": 1, "default": 6,
                         "description": "Largest depth of the alpha-ratio figure."},
+        "per_pair_correction": {"type": "boolean", "default": True,
+                                "description": "Also compute the entry-by-entry first-order finite-width mean E K_l - K_inf,l "
+                                               "(rmtbench.theory.finite_width; about 20 n x n float64 arrays per layer, "
+                                               "and an n x n float32 matrix per width and layer in the theory store)."},
         "width_profile": {"type": ["array", "null"], "items": POSITIVE, "minItems": 1, "default": None,
                           "description": "Per-layer width multipliers m_l (one per layer of every network of the block): "
                                          "d_l = round(d_over_n * n * m_l); null: the same width in every layer."},
@@ -124,8 +143,10 @@ class DeepConjugateKernel(Experiment):
         key = {"data": data_key(cell), "activations": label_of(cell["activations"]),
                "nodes": cell["kernel_nodes"], "statistics": cell["statistics"],
                "ratio": [cell["ratio_activations"], cell["ratio_depth"]], "seed": cell.root_seed}
-        if cell.get("width_profile") is not None:  # the rank-one term depends on the widths
+        if cell.get("width_profile") is not None:  # the finite-width terms depend on the widths
             key["width_profile"] = list(cell["width_profile"])
+        if cell.get("per_pair_correction"):
+            key["per_pair"] = True
         return short_hash(key)
 
     # -- empirical ---------------------------------------------------------------------------------
@@ -211,6 +232,12 @@ class DeepConjugateKernel(Experiment):
                 errors[f"ntk_equivalent_error{s}"] = np.array([relative_error(eq[l], kernels.ntk[l]) for l in range(depth)])
         ratios = sorted({float(c["d_over_n"]) for c in cells})
         rank_one = np.array([finite_width_correction(coefs, layer_widths(first, depth, d_over_n=r)) for r in ratios])
+        per_pair = {}
+        if first.get("per_pair_correction"):
+            per_pair["ck_shift_per_pair"] = (
+                ("d_over_n", "layer", "row", "col"), per_pair_shifts(first, X, acts, ratios, tau0=stats.tau, kernels=kernels.ck),
+                {"long_name": "first-order finite-width mean E K_l - K_inf,l, entry by entry",
+                 "source": "rmtbench.theory.finite_width (float32)"})
         ratio_acts = [str(a) for a in first["ratio_activations"]]
         ratio_depth = int(first["ratio_depth"])
         ratio_alpha = np.array([[c.alpha for c in layer_coefficients([a] * ratio_depth, tau0=stats.tau)] for a in ratio_acts])
@@ -230,6 +257,7 @@ class DeepConjugateKernel(Experiment):
             "beta": (("layer", "beta_k"), np.array([c.beta for c in coefs]), {"long_name": "beta_{l,k}, k = 1..3"}),
             "kappa2": (("layer",), np.array([c.kappa2 for c in coefs]), {"long_name": "kappa_l^2 (NTK diagonal)"}),
             "rank_one": (("d_over_n", "layer"), rank_one, {"long_name": "finite-width term r_l: r_l (11^T - I)", "source": "pitfall P12"}),
+            **per_pair,
             "ratio_alpha": (("ratio_activation", "depth", "alpha_k"), ratio_alpha,
                             {"long_name": "alpha_{l,k} of a network repeating one activation"}),
             "tau0": ((), stats.tau, {"long_name": "tau_0"}),
@@ -262,7 +290,7 @@ class DeepConjugateKernel(Experiment):
 
     # -- comparison and figures --------------------------------------------------------------------
     def compare(self, gathered: Any) -> Any:
-        return error_table(gathered, list(self.axes), QUANTITIES, ones=("ck_ones_excess", "ck_ones_predicted"))
+        return error_table(gathered, list(self.axes), QUANTITIES, ones=ONES)
 
     def plot(self, gathered: Any, outdir: Path) -> list[Path]:
         return spectra_figures(gathered, outdir) + error_figures(gathered, outdir) + ratio_figures(gathered, outdir)
@@ -276,8 +304,13 @@ QUANTITIES = [
     ("ntk_equivalent_model", "ntk_equivalent_error_model", None),
     ("ck_empirical", "ck_error_empirical", "ck_mc_floor"),
     ("ck_empirical_corrected", "ck_error_empirical_corrected", "ck_mc_floor"),
+    ("ck_empirical_per_pair", "ck_error_empirical_per_pair", "ck_mc_floor"),
     ("ntk_empirical", "ntk_error_empirical", "ntk_mc_floor"),
 ]
+
+#: (quantity, per-seed excess variable, prediction variable) of the 1ᵀ(K − K_∞)1/n rows.
+ONES = [("ck_ones_excess", "ck_ones_excess", "ck_ones_predicted"),
+        ("ck_ones_excess_per_pair", "ck_ones_excess", "ck_ones_predicted_per_pair")]
 
 _KEEP_THEORY = ("ck_exact_eigenvalues", "ck_equivalent_eigenvalues", "ck_equivalent_error", "ck_equivalent_error_model", "ntk_equivalent_error", "ntk_equivalent_error_model",
                 "tau", "shift", "alpha", "beta", "kappa2", "rank_one", "ratio_alpha", "tau0", "stat_estimated",
@@ -289,9 +322,10 @@ def cell_summary(sim: Any, theory: Any) -> Any:
     """Errors of one cell's empirical kernels against the exact ones, plus the small arrays to keep.
 
     ``ck_error_empirical``: ||K_emp − K_∞|| / ||K_∞|| per layer; ``ck_error_empirical_corrected``: the
-    same with K_∞ + r_ℓ(11ᵀ − I); ``ck_mc_floor``: the seed halves' noise over ||K_∞||; the NTK the same
-    at the last layer (no finite-width correction); ``ck_ones_excess``: 1ᵀ(K_emp,seed − K_∞)1/n per seed,
-    against ``ck_ones_predicted`` = r_ℓ (n − 1).
+    same with K_∞ + r_ℓ(11ᵀ − I); ``ck_error_empirical_per_pair``: with K_∞ + S_ℓ, the per-pair term (when
+    the theory has it); ``ck_mc_floor``: the seed halves' noise over ||K_∞||; the NTK the same at the last
+    layer (no finite-width correction); ``ck_ones_excess``: 1ᵀ(K_emp,seed − K_∞)1/n per seed, against
+    ``ck_ones_predicted`` = r_ℓ (n − 1) and ``ck_ones_predicted_per_pair`` = 1ᵀS_ℓ1/n.
     """
     import xarray as xr
 
@@ -310,6 +344,8 @@ def cell_summary(sim: Any, theory: Any) -> Any:
     layers = sim["layer"].values
     n = sim.sizes["row"]
     raw, corrected, floor, ones_excess, ones_pred = [], [], [], [], []
+    has_pair = "ck_shift_per_pair" in theory
+    pair_error, pair_ones = [], []
     for i, layer in enumerate(layers):
         exact = np.asarray(theory["ck_exact"].sel(layer=layer).values, dtype=float)
         emp = np.asarray(sim["ck"].sel(layer=layer).values, dtype=float)
@@ -320,6 +356,10 @@ def cell_summary(sim: Any, theory: Any) -> Any:
         floor.append(float(sim["ck_floor_norm"].sel(layer=layer)) / norm)
         ones_excess.append(sim["ck_ones"].sel(layer=layer).values - exact.sum() / n)
         ones_pred.append(r * (n - 1))
+        if has_pair:
+            shift = np.asarray(theory["ck_shift_per_pair"].sel(layer=layer).values, dtype=float)
+            pair_error.append(relative_error(emp, exact + shift))
+            pair_ones.append(shift.sum() / n)
     last = layers[-1]
     ntk_exact = np.asarray(theory["ntk_exact"].sel(layer=last).values, dtype=float)
     ntk_emp = np.asarray(sim["ntk"].values, dtype=float)
@@ -333,6 +373,8 @@ def cell_summary(sim: Any, theory: Any) -> Any:
         ck_mc_floor=(("layer",), np.array(floor)),
         ck_ones_excess=(("seed", "layer"), np.array(ones_excess).T),
         ck_ones_predicted=(("layer",), np.array(ones_pred)),
+        **({"ck_error_empirical_per_pair": (("layer",), np.array(pair_error)),
+            "ck_ones_predicted_per_pair": (("layer",), np.array(pair_ones))} if has_pair else {}),
         ntk_error_empirical=((), ntk_error),
         ntk_mc_floor=((), ntk_floor),
     )
@@ -343,9 +385,13 @@ def cell_summary(sim: Any, theory: Any) -> Any:
 
 
 def error_table(gathered: Any, axes: list[str], quantities: list[tuple[str, str, str | None]], *,
-                ones: tuple[str, str] | None = None) -> Any:
+                ones: list[tuple[str, str, str]] = ()) -> Any:
     """Tidy table: one row per (quantity, cell, layer) with the relative error, its Monte-Carlo floor and
-    the rate of the error in n fitted over the sizes of its group (``rate`` ± ``rate_stderr``)."""
+    the rate of the error in n fitted over the sizes of its group (``rate`` ± ``rate_stderr``).
+
+    ``ones`` lists (quantity, per-seed variable, prediction variable): rows with the seed mean, its
+    standard error, the prediction and the z-score.
+    """
     import pandas as pd
 
     from rmtbench.compare import convergence_rate
@@ -359,15 +405,17 @@ def error_table(gathered: Any, axes: list[str], quantities: list[tuple[str, str,
             frame["mc_floor"] = gathered[floor].drop_attrs().rename("mc_floor").broadcast_like(gathered[var]).to_dataframe().reset_index()["mc_floor"]
         frame.insert(0, "quantity", quantity)
         frames.append(frame.dropna(subset=["rel_error"]))
-    if ones is not None and ones[0] in gathered:
-        excess = gathered[ones[0]]
+    for quantity, per_seed, predicted in ones:
+        if per_seed not in gathered or predicted not in gathered:
+            continue
+        excess = gathered[per_seed]
         count = excess.count("seed")
         mean = excess.mean("seed")
         sem = excess.std("seed", ddof=1) / np.sqrt(count)
-        frame = xr_frame({"mean": mean, "sem": sem, "theory": gathered[ones[1]]})
-        frame = frame.dropna(subset=["mean"])
+        frame = xr_frame({"mean": mean, "sem": sem, "theory": gathered[predicted]})
+        frame = frame.dropna(subset=["mean", "theory"])
         frame["z_score"] = (frame["mean"] - frame["theory"]) / frame["sem"]
-        frame.insert(0, "quantity", "ck_ones_excess")
+        frame.insert(0, "quantity", quantity)
         frames.append(frame)
     if not frames:
         return pd.DataFrame()
@@ -506,14 +554,22 @@ def error_figures(ds: Any, outdir: Path) -> list[Path]:
                         ax.plot(ns, y, style, color=color, ms=3.5, alpha=1.0 if not suffix else 0.6, label=label)
             for j, ratio in enumerate(sub["d_over_n"].values):
                 c2 = sub.sel(activations=acts, d_over_n=ratio)
+                shade = 1.0 - 0.4 * j / max(1, sub.sizes["d_over_n"])
                 y = c2["ck_error_empirical_corrected"].sel(layer=last).values.astype(float)
                 f = c2["ck_mc_floor"].sel(layer=last).values.astype(float)
+                pair = (c2["ck_error_empirical_per_pair"].sel(layer=last).values.astype(float)
+                        if "ck_error_empirical_per_pair" in c2 else np.full_like(y, np.nan))
+                if np.isfinite(pair).any():
+                    axes[2].plot(ns, pair, "o-", color=color, ms=3.5, alpha=shade,
+                                 label=f"{acts}, d/n={ratio:g}{rate_label(ns, pair)}")
+                    axes[2].plot(ns, y, "x--", color=color, ms=3.5, alpha=0.5 * shade)
+                elif np.isfinite(y).any():
+                    axes[2].plot(ns, y, "x--", color=color, ms=3.5, alpha=shade,
+                                 label=f"{acts}, d/n={ratio:g}, rank-one{rate_label(ns, y)}")
                 if np.isfinite(y).any():
-                    axes[2].plot(ns, y, "o-", color=color, ms=3.5, alpha=1.0 - 0.4 * j / max(1, sub.sizes["d_over_n"]),
-                                 label=f"{acts}, d/n={ratio:g}{rate_label(ns, y)}")
                     axes[2].plot(ns, f, ":", color=color, alpha=0.8)
         titles = ("CK: equivalent vs exact (last layer)", "NTK: equivalent vs exact (last layer)",
-                  "CK: empirical vs exact + rank-one (dotted: MC floor)")
+                  "CK: empirical vs exact + finite-width term (dotted: MC floor)")
         for ax, title in zip(axes, titles):
             log_axis(ax, "x")
             ax.set_yscale("log")
@@ -529,8 +585,9 @@ def error_figures(ds: Any, outdir: Path) -> list[Path]:
             "last layer of each network. Left: Gu+22 CK linear equivalent (seed eq. 21 corrected; formula sheet sec. 5) "
             "against the exact infinite-width CK (Gaussian recursion); solid with the data epsilon_i = ||x_i||^2 - tau^2, "
             "dashed with V = [J/sqrt(p), psi]. Middle: the NTK equivalent (beta recursion) against the exact NTK "
-            "(seed eq. 22). Right: the seed-mean empirical CK against the exact CK plus the finite-width rank-one term "
-            "r_l(11^T - I) (pitfall P12) at each width, with the Monte-Carlo floor (two halves of the seeds) dotted. "
+            "(seed eq. 22). Right: the seed-mean empirical CK against the exact CK plus a finite-width term at each width: "
+            "solid, the entry-by-entry first-order mean E K_l - K_inf,l (rmtbench.theory.finite_width, where computed); "
+            "crosses dashed, the rank-one term r_l(11^T - I) (pitfall P12); the Monte-Carlo floor (two halves of the seeds) dotted. "
             "Legends give the fitted rates n^slope."
         )
         paths.append(save_figure(fig, outdir, name, caption))

@@ -216,9 +216,10 @@ def finite_width_correction(coefficients: Sequence[LayerCoefficients], widths: S
     - d = 384 (4000 draws): 0.00427 ± 0.00010 against 0.00388;
     - d = 1536 (1000 draws): 0.00113 ± 0.00009 against 0.00097.
 
-    That is 3-16%, 1.8-3.9 standard errors; layer 2 agrees. These are terms the derivation drops,
-    for instance the O(1/d) shift of the diagonal entries Σ_{ℓ−1}ᵀΣ_{ℓ−1}, which reaches the
-    off-diagonal ones through the kernel map's dependence on the norms.
+    That is 3-16%, 1.8-3.9 standard errors; layer 2 agrees. These are terms the derivation drops:
+    the fluctuations of the diagonal entries (the norms) and their covariance with the off-diagonal
+    ones, which are first order too. :mod:`rmtbench.theory.finite_width` keeps them, entry by entry,
+    and agrees with Monte Carlo where this term does not (``tests/test_finite_width.py``).
 
     Parameters
     ----------

@@ -1,0 +1,260 @@
+"""First-order finite-width mean of a deep random network's conjugate kernels, entry by entry.
+
+The network of :mod:`rmtbench.deepnet`: given Σ_{ℓ−1}, the rows of W_ℓ Σ_{ℓ−1} are i.i.d.
+N(0, K_{ℓ−1}) with K_{ℓ−1} = Σ_{ℓ−1}ᵀΣ_{ℓ−1} (Gaussian weights), so K_ℓ is the mean of d_ℓ i.i.d.
+rank-one matrices::
+
+    E[K_ℓ | K_{ℓ−1}] = F_ℓ(K_{ℓ−1}),      Cov[K_ℓ | K_{ℓ−1}] = Γ_ℓ(K_{ℓ−1}) / d_ℓ,
+
+with F_ℓ the Gaussian kernel map of the centred φ̄_ℓ and Γ_ℓ the covariance of one row's products
+φ̄(u_a)φ̄(u_b). Write K_ℓ = K∞_ℓ + δ_ℓ, with S_ℓ = E δ_ℓ and C_ℓ = Cov δ_ℓ, both O(1/d). A second-order
+expansion of E F_ℓ(K_{ℓ−1}) around K∞_{ℓ−1}, and the law of total covariance, give to first order in
+1/d (the expansion of Yaida 2020 and Roberts, Yaida & Hanin 2022, applied here to a fixed data set)::
+
+    S_ℓ = DF_ℓ[S_{ℓ−1}] + ½ D²F_ℓ[C_{ℓ−1}],      C_ℓ = DF_ℓ C_{ℓ−1} DF_ℓᵀ + Γ_ℓ(K∞_{ℓ−1}) / d_ℓ,
+
+with S_0 = C_0 = 0 (the data are fixed). Entry (i, j) of F_ℓ depends only on the triple
+(K_ii, K_jj, K_ij), and entry (i, i) only on K_ii, so both recursions close over each triple: the
+3 × 3 covariance of (K_ii, K_jj, K_ij) is carried per pair, O(n²) numbers per layer.
+
+This is what the rank-one term of :func:`rmtbench.theory.deep.finite_width_correction` approximates
+(pitfall P12): that term keeps only the curvature ∂²F/∂K_ij² at K_ij = 0 and the off-diagonal
+variance τ⁴/d, and drops the fluctuations of the diagonal (the norms) and their covariance with the
+off-diagonal entries. Those are first order too: at three relu layers they are the 3-16% residue
+recorded in that function's docstring, and for relu-erf-abs they shift layer 2, where the rank-one
+term is 0 (E erf'' = 0). ``tests/test_finite_width.py`` checks both against Monte Carlo.
+
+Numerics. The derivatives of F_ℓ are central differences of
+:func:`rmtbench.theory.kernels.kernel_from_covariance` (closed form, Mehler series or 2-D rules,
+whichever the activation uses) with step :data:`STEP` times the mean variance: truncation about
+STEP², round-off about 1e-16/STEP², both far below the Monte-Carlo noise this is compared with.
+The fourth moments in Γ use the Mehler series for |ρ| ≤ 0.7 and a tensor Gauss–Hermite rule above
+(for kinked φ that rule converges like O(1/nodes); it enters only Γ of strongly correlated pairs).
+Memory: about twenty n × n float64 arrays per layer.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rmtbench.activations import Activation
+
+__all__ = [
+    "STEP", "LayerSensitivities", "finite_width_shifts", "layer_sensitivities", "mixed_moment", "network_sensitivities",
+    "propagate",
+]
+
+Array = NDArray[np.float64]
+Pointwise = Callable[[Array], Array]
+
+#: Relative step of the central differences (times the mean variance of the layer's input).
+STEP = 1e-3
+_MEHLER_TOL = 1e-16
+
+
+@dataclass(frozen=True, eq=False)  # arrays: no elementwise ==
+class LayerSensitivities:
+    """Derivatives of one layer's kernel map and its fresh covariance, at K∞ of the layer below.
+
+    Off-diagonal entry (i, j) is F(a_i, a_j, c_ij) with a = diag K, c = K; ``fa`` is ∂F/∂a_i,
+    ``fc`` ∂F/∂c, ``faa`` ∂²F/∂a_i², ``fab`` ∂²F/∂a_i∂a_j, ``fac`` ∂²F/∂a_i∂c, ``fcc`` ∂²F/∂c²
+    (the a_j derivatives are the transposes, F being symmetric). The diagonal is h(a) = E φ̄(√a ξ)²
+    with derivatives ``h1``, ``h2``. ``g_aa`` (n,), ``g_ab``, ``g_ac``, ``g_cc`` (n × n) are the entries of
+    Γ: the covariances of (φ̄_i², φ̄_j², φ̄_iφ̄_j) for one row. Diagonals of the n × n arrays are unused.
+    """
+
+    fa: Array
+    fc: Array
+    faa: Array
+    fab: Array
+    fac: Array
+    fcc: Array
+    h1: Array
+    h2: Array
+    g_aa: Array
+    g_ab: Array
+    g_ac: Array
+    g_cc: Array
+
+
+def _hermite_rows(f: Pointwise, kinks: tuple[float, ...], scales: Array, order: int) -> Array:
+    from rmtbench.theory.kernels import _hermite_coefficient_rows
+
+    out = _hermite_coefficient_rows(f, kinks, scales, order)
+    zero = scales == 0
+    out[zero] = 0.0
+    out[zero, 0] = float(np.asarray(f(np.zeros(1)), dtype=float)[0])
+    return out
+
+
+def mixed_moment(f: Pointwise, g: Pointwise, variances: Array, cov: Array, *, kinks: tuple[float, ...] = (),
+                 nodes: int = 96) -> Array:
+    """E[f(u_i) g(u_j)] for (u_i, u_j) centred Gaussian with variances ``variances`` and covariances ``cov``.
+
+    Mehler series Σ_k a_k(f_{σ_i}) a_k(g_{σ_j}) ρ^k where |ρ| ≤ 0.7 (truncated where |ρ|^k < 1e-16),
+    a tensor Gauss–Hermite rule of ``nodes²`` points elsewhere. Shape of ``cov``.
+
+    Examples
+    --------
+    >>> v = np.array([1.0, 1.0]); c = np.array([[1.0, 0.5], [0.5, 1.0]])
+    >>> m = mixed_moment(lambda t: t**3, lambda t: t, v, c)  # E u³v = 3 ρ
+    >>> bool(np.isclose(m[0, 1], 1.5))
+    True
+    """
+    from rmtbench.quadrature import gauss_hermite_normal
+    from rmtbench.theory.kernels import MEHLER_MAX_CORRELATION
+
+    s = np.sqrt(np.clip(variances, 0.0, None))
+    outer = np.outer(s, s)
+    rho = np.clip(np.divide(cov, outer, out=np.zeros_like(cov), where=outer > 0), -1.0, 1.0)
+    small = np.abs(rho) <= MEHLER_MAX_CORRELATION
+    top = float(np.max(np.abs(rho[small]), initial=0.0))
+    order = 0 if top == 0.0 else int(min(200, max(1, math.ceil(math.log(_MEHLER_TOL) / math.log(top)))))
+    ca, cb = _hermite_rows(f, kinks, s, order), _hermite_rows(g, kinks, s, order)
+    out = np.multiply.outer(ca[:, order], cb[:, order])
+    for k in range(order - 1, -1, -1):  # Horner in ρ
+        out *= rho
+        out += np.multiply.outer(ca[:, k], cb[:, k])
+    ii, jj = np.nonzero(~small)
+    if ii.size:
+        x, w = gauss_hermite_normal(nodes)
+        for k0 in range(0, ii.size, 256):
+            i, j = ii[k0 : k0 + 256], jj[k0 : k0 + 256]
+            r = rho[i, j]
+            u = np.multiply.outer(s[i], x)  # (P, m)
+            v = (np.multiply.outer(s[j] * r, x)[:, :, None]
+                 + np.multiply.outer(s[j] * np.sqrt(np.clip(1.0 - r * r, 0.0, None)), x)[:, None, :])  # (P, m, m)
+            inner = np.asarray(g(v), dtype=float) @ w
+            out[i, j] = np.einsum("pk,pk->p", np.asarray(f(u), dtype=float) * w, inner)
+    return out
+
+
+def layer_sensitivities(act: Activation, K: Array, *, nodes: int = 48) -> LayerSensitivities:
+    """:class:`LayerSensitivities` of the kernel map of ``act`` (centred φ̄) at the input kernel ``K``."""
+    from rmtbench.quadrature import gaussian_expectations
+    from rmtbench.theory.kernels import kernel_from_covariance
+
+    K = np.asarray(K, dtype=float)
+    a = np.clip(np.diagonal(K).copy(), 0.0, None)
+    h = STEP * float(np.mean(a))
+
+    def F(da: float = 0.0, db: float = 0.0, dc: float = 0.0) -> Array:
+        return kernel_from_covariance(act, a + da, a + db, K + dc, nodes=nodes, symmetric=False)
+
+    f0 = F()
+    a_plus, a_minus, c_plus, c_minus = F(da=h), F(da=-h), F(dc=h), F(dc=-h)
+    phi = act.phi
+
+    def moment(power: int, var: Array) -> Array:
+        return gaussian_expectations(lambda t: np.asarray(phi(t), dtype=float) ** power, np.sqrt(var), kinks=act.kinks, nodes=40)
+
+    h0, h_plus, h_minus = moment(2, a), moment(2, a + h), moment(2, np.clip(a - h, 0.0, None))
+    m22 = mixed_moment(lambda t: np.asarray(phi(t), dtype=float) ** 2, lambda t: np.asarray(phi(t), dtype=float) ** 2,
+                       a, K, kinks=act.kinks)
+    m31 = mixed_moment(lambda t: np.asarray(phi(t), dtype=float) ** 3, phi, a, K, kinks=act.kinks)
+    return LayerSensitivities(
+        fa=(a_plus - a_minus) / (2 * h),
+        fc=(c_plus - c_minus) / (2 * h),
+        faa=(a_plus - 2 * f0 + a_minus) / h**2,
+        fab=(F(da=h, db=h) - F(da=h, db=-h) - F(da=-h, db=h) + F(da=-h, db=-h)) / (4 * h * h),
+        fac=(F(da=h, dc=h) - F(da=h, dc=-h) - F(da=-h, dc=h) + F(da=-h, dc=-h)) / (4 * h * h),
+        fcc=(c_plus - 2 * f0 + c_minus) / h**2,
+        h1=(h_plus - h_minus) / (2 * h),
+        h2=(h_plus - 2 * h0 + h_minus) / h**2,
+        g_aa=moment(4, a) - h0**2,
+        g_ab=m22 - np.outer(h0, h0),
+        g_ac=m31 - h0[:, None] * f0,
+        g_cc=m22 - f0**2,
+    )
+
+
+def propagate(layers: Sequence[LayerSensitivities], widths: Sequence[float]) -> list[Array]:
+    """S_ℓ = E K_ℓ − K∞_ℓ, ℓ = 1..L, to first order in 1/d, from each layer's sensitivities.
+
+    ``widths`` gives d_1, ..., d_L (at least L − 1 of them: d_L enters only the covariance of the
+    last layer, which no mean uses). The sensitivities do not depend on the widths, so one set
+    serves every width.
+    """
+    if len(widths) < len(layers) - 1:
+        raise ValueError(f"need at least {len(layers) - 1} widths, got {len(widths)}")
+    n = layers[0].fc.shape[0]
+    S = np.zeros((n, n))
+    v_aa, v_ab, v_ac, v_cc = np.zeros(n), np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n))
+    shifts = []
+    for ell, s in enumerate(layers):
+        fb, fbb, fbc = s.fa.T, s.faa.T, s.fac.T
+        diag = np.diagonal(S).copy()
+        new = (s.fa * diag[:, None] + fb * diag[None, :] + s.fc * S
+               + 0.5 * (s.faa * v_aa[:, None] + fbb * v_aa[None, :] + s.fcc * v_cc)
+               + s.fab * v_ab + s.fac * v_ac + fbc * v_ac.T)
+        np.fill_diagonal(new, s.h1 * diag + 0.5 * s.h2 * v_aa)
+        shifts.append(new)
+        S = new
+        if ell >= len(widths):
+            break
+        inv_d = 1.0 / float(widths[ell])
+        # Var(δK_ii), Cov(δK_ii, δK_jj), Cov(δK_ii, δK_ij), Var(δK_ij): propagated, plus this layer's own.
+        v_cc_new = (s.fa**2 * v_aa[:, None] + fb**2 * v_aa[None, :] + s.fc**2 * v_cc
+                    + 2 * (s.fa * fb * v_ab + s.fa * s.fc * v_ac + fb * s.fc * v_ac.T) + s.g_cc * inv_d)
+        v_ac_new = s.h1[:, None] * (s.fa * v_aa[:, None] + fb * v_ab + s.fc * v_ac) + s.g_ac * inv_d
+        v_ab_new = np.outer(s.h1, s.h1) * v_ab + s.g_ab * inv_d
+        v_aa = s.h1**2 * v_aa + s.g_aa * inv_d
+        v_ab, v_ac, v_cc = v_ab_new, v_ac_new, v_cc_new
+    return shifts
+
+
+def network_sensitivities(X: Array, activations: Sequence[object], *, tau0: float, nodes: int = 48,
+                          kernels: Sequence[Array] | None = None) -> list[LayerSensitivities]:
+    """:class:`LayerSensitivities` of every layer, at the infinite-width kernels (they do not depend on d).
+
+    Parameters as in :func:`finite_width_shifts`; feed the result to :func:`propagate` once per set of widths.
+    """
+    from rmtbench.activations import get_activation
+    from rmtbench.theory.deep import _centred, exact_ck, layer_coefficients
+
+    X = np.asarray(X, dtype=float)
+    coefficients = layer_coefficients(list(activations), tau0=tau0)
+    if kernels is None:
+        kernels = exact_ck(X, list(activations), tau0=tau0, nodes=nodes)
+    inputs = [X.T @ X, *kernels[: len(coefficients) - 1]]
+    return [layer_sensitivities(_centred(get_activation(spec), c.shift), K, nodes=nodes)
+            for spec, c, K in zip(activations, coefficients, inputs)]
+
+
+def finite_width_shifts(X: Array, activations: Sequence[object], widths: Sequence[float], *, tau0: float,
+                        nodes: int = 48, kernels: Sequence[Array] | None = None) -> list[Array]:
+    """E[Σ_ℓᵀΣ_ℓ] − K∞_ℓ for ℓ = 1..L, entry by entry, to first order in 1/d (module docstring).
+
+    Parameters
+    ----------
+    X
+        Data, ``p × n``.
+    activations
+        φ_1, ..., φ_L (centred by the constants of :func:`rmtbench.theory.deep.layer_coefficients`).
+    widths
+        d_1, ..., d_L (at least L − 1 entries).
+    tau0
+        τ_0, which fixes the centring constants.
+    nodes
+        Quadrature nodes of the kernel maps without a closed form.
+    kernels
+        K∞_1, ..., K∞_L if already computed (:func:`rmtbench.theory.deep.exact_ck`); only the first
+        L − 1 are used.
+
+    Returns
+    -------
+    list of ndarray
+        L matrices ``n × n``; the first is 0 (the first layer's expectation is exact).
+
+    Examples
+    --------
+    >>> X = np.linalg.qr(np.random.default_rng(0).standard_normal((8, 4)))[0]
+    >>> S = finite_width_shifts(X, ["linear", "linear"], [16, 16], tau0=0.5)  # E WᵀW/d = I: no shift
+    >>> float(np.abs(S[1]).max()) < 1e-9
+    True
+    """
+    return propagate(network_sensitivities(X, activations, tau0=tau0, nodes=nodes, kernels=kernels), widths)
