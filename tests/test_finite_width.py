@@ -11,7 +11,8 @@ from rmtbench.data import make_dataset
 from rmtbench.deepnet import DeepRandomNet, seed_kernel_graphs
 from rmtbench.parallel import compute
 from rmtbench.theory import deep
-from rmtbench.theory.finite_width import finite_width_shifts, mixed_moment
+from rmtbench.theory.finite_width import finite_width_shifts
+from rmtbench.theory.kernels import mixed_moment
 
 
 def test_linear_then_quadratic_layer_is_exact():

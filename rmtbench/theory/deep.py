@@ -352,7 +352,8 @@ def ntk_equivalent(X: Array, stats: Any, coefficients: Sequence[LayerCoefficient
 # Exact infinite-width kernels by the Gaussian recursion.
 
 
-def _centred(act: Activation, shift: float) -> Activation:
+def centred_activation(act: Activation, shift: float) -> Activation:
+    """φ − ``shift``: a layer's activation centred by its constant c_ℓ (as the networks apply it)."""
     return get_activation({"family": "centered", "base": act, "shift": shift})
 
 
@@ -411,7 +412,7 @@ def exact_kernels(X: Array, activations: Sequence[ActivationSpec], *, tau0: floa
     for spec, c in zip(activations, coefficients):
         act = get_activation(spec)
         var = np.clip(np.diagonal(prev).copy(), 0.0, None)
-        K = _symmetric(kernel_from_covariance(_centred(act, c.shift), var, var, prev, nodes=nodes, symmetric=True))
+        K = _symmetric(kernel_from_covariance(centred_activation(act, c.shift), var, var, prev, nodes=nodes, symmetric=True))
         if ntk:
             Kd = _symmetric(derivative_kernel_from_covariance(act, var, var, prev, nodes=nodes, symmetric=True))
             prev_ntk = K + prev_ntk * Kd
@@ -616,7 +617,7 @@ def deq_exact_ck(X: Array, coefficients: DEQCoefficients, *, nodes: int = 48, to
     from rmtbench.theory.kernels import kernel_from_covariance
 
     X = np.asarray(X, dtype=float)
-    act = _centred(get_activation(coefficients.activation), coefficients.shift)
+    act = centred_activation(get_activation(coefficients.activation), coefficients.shift)
     base = coefficients.sigma_b2 * _symmetric(X.T @ X)
     G = np.zeros_like(base)
     for _ in range(max_iter):

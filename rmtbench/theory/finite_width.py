@@ -34,8 +34,7 @@ Memory: about twenty n × n float64 arrays per layer.
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,16 +43,13 @@ from numpy.typing import NDArray
 from rmtbench.activations import Activation
 
 __all__ = [
-    "STEP", "LayerSensitivities", "finite_width_shifts", "layer_sensitivities", "mixed_moment", "network_sensitivities",
-    "propagate",
+    "STEP", "LayerSensitivities", "finite_width_shifts", "layer_sensitivities", "network_sensitivities", "propagate",
 ]
 
 Array = NDArray[np.float64]
-Pointwise = Callable[[Array], Array]
 
 #: Relative step of the central differences (times the mean variance of the layer's input).
 STEP = 1e-3
-_MEHLER_TOL = 1e-16
 
 
 @dataclass(frozen=True, eq=False)  # arrays: no elementwise ==
@@ -81,62 +77,10 @@ class LayerSensitivities:
     g_cc: Array
 
 
-def _hermite_rows(f: Pointwise, kinks: tuple[float, ...], scales: Array, order: int) -> Array:
-    from rmtbench.theory.kernels import _hermite_coefficient_rows
-
-    out = _hermite_coefficient_rows(f, kinks, scales, order)
-    zero = scales == 0
-    out[zero] = 0.0
-    out[zero, 0] = float(np.asarray(f(np.zeros(1)), dtype=float)[0])
-    return out
-
-
-def mixed_moment(f: Pointwise, g: Pointwise, variances: Array, cov: Array, *, kinks: tuple[float, ...] = (),
-                 nodes: int = 96) -> Array:
-    """E[f(u_i) g(u_j)] for (u_i, u_j) centred Gaussian with variances ``variances`` and covariances ``cov``.
-
-    Mehler series Σ_k a_k(f_{σ_i}) a_k(g_{σ_j}) ρ^k where |ρ| ≤ 0.7 (truncated where |ρ|^k < 1e-16),
-    a tensor Gauss–Hermite rule of ``nodes²`` points elsewhere. Shape of ``cov``.
-
-    Examples
-    --------
-    >>> v = np.array([1.0, 1.0]); c = np.array([[1.0, 0.5], [0.5, 1.0]])
-    >>> m = mixed_moment(lambda t: t**3, lambda t: t, v, c)  # E u³v = 3 ρ
-    >>> bool(np.isclose(m[0, 1], 1.5))
-    True
-    """
-    from rmtbench.quadrature import gauss_hermite_normal
-    from rmtbench.theory.kernels import MEHLER_MAX_CORRELATION
-
-    s = np.sqrt(np.clip(variances, 0.0, None))
-    outer = np.outer(s, s)
-    rho = np.clip(np.divide(cov, outer, out=np.zeros_like(cov), where=outer > 0), -1.0, 1.0)
-    small = np.abs(rho) <= MEHLER_MAX_CORRELATION
-    top = float(np.max(np.abs(rho[small]), initial=0.0))
-    order = 0 if top == 0.0 else int(min(200, max(1, math.ceil(math.log(_MEHLER_TOL) / math.log(top)))))
-    ca, cb = _hermite_rows(f, kinks, s, order), _hermite_rows(g, kinks, s, order)
-    out = np.multiply.outer(ca[:, order], cb[:, order])
-    for k in range(order - 1, -1, -1):  # Horner in ρ
-        out *= rho
-        out += np.multiply.outer(ca[:, k], cb[:, k])
-    ii, jj = np.nonzero(~small)
-    if ii.size:
-        x, w = gauss_hermite_normal(nodes)
-        for k0 in range(0, ii.size, 256):
-            i, j = ii[k0 : k0 + 256], jj[k0 : k0 + 256]
-            r = rho[i, j]
-            u = np.multiply.outer(s[i], x)  # (P, m)
-            v = (np.multiply.outer(s[j] * r, x)[:, :, None]
-                 + np.multiply.outer(s[j] * np.sqrt(np.clip(1.0 - r * r, 0.0, None)), x)[:, None, :])  # (P, m, m)
-            inner = np.asarray(g(v), dtype=float) @ w
-            out[i, j] = np.einsum("pk,pk->p", np.asarray(f(u), dtype=float) * w, inner)
-    return out
-
-
 def layer_sensitivities(act: Activation, K: Array, *, nodes: int = 48) -> LayerSensitivities:
     """:class:`LayerSensitivities` of the kernel map of ``act`` (centred φ̄) at the input kernel ``K``."""
     from rmtbench.quadrature import gaussian_expectations
-    from rmtbench.theory.kernels import kernel_from_covariance
+    from rmtbench.theory.kernels import kernel_from_covariance, mixed_moment
 
     K = np.asarray(K, dtype=float)
     a = np.clip(np.diagonal(K).copy(), 0.0, None)
@@ -214,14 +158,14 @@ def network_sensitivities(X: Array, activations: Sequence[object], *, tau0: floa
     Parameters as in :func:`finite_width_shifts`; feed the result to :func:`propagate` once per set of widths.
     """
     from rmtbench.activations import get_activation
-    from rmtbench.theory.deep import _centred, exact_ck, layer_coefficients
+    from rmtbench.theory.deep import centred_activation, exact_ck, layer_coefficients
 
     X = np.asarray(X, dtype=float)
     coefficients = layer_coefficients(list(activations), tau0=tau0)
     if kernels is None:
         kernels = exact_ck(X, list(activations), tau0=tau0, nodes=nodes)
     inputs = [X.T @ X, *kernels[: len(coefficients) - 1]]
-    return [layer_sensitivities(_centred(get_activation(spec), c.shift), K, nodes=nodes)
+    return [layer_sensitivities(centred_activation(get_activation(spec), c.shift), K, nodes=nodes)
             for spec, c, K in zip(activations, coefficients, inputs)]
 
 
