@@ -94,10 +94,18 @@ def main() -> None:
     with threadpool_limits(limits=args.workers):
         naive = timed(naive_all)
 
+    # The design's ceiling at these sizes: the same graphs with no cluster (Dask's synchronous
+    # scheduler in this process, one BLAS thread), i.e. rmtbench's arithmetic without its workers.
+    in_process_ctx = RunContext(data_dir=sweep.data_dir, client=None, block_rows=sweep.compute["block_rows"])
+    with threadpool_limits(limits=1):
+        in_process = timed(lambda: [plan.kind.simulate(c, in_process_ctx) for c in cells])
+
     worst = 0.0
     for ds, (train, test) in zip(ours.value, naive.value):
         for mine, theirs in ((ds["train_mse"].values, train), (ds["test_mse"].values, test)):
             worst = max(worst, float(np.max(np.abs(mine - theirs) / np.abs(theirs))))
+    same = all(np.array_equal(a[v].values, b[v].values) for a, b in zip(ours.value, in_process.value)
+               for v in ("train_mse", "test_mse", "eigenvalues"))
     gammas = len(cells[0]["gamma"])
     table = Table(f"naive: the {args.experiment!r} double-descent numbers of {sweep.name!r}, plain script vs rmtbench "
                   f"({len(cells)} cells, {cells[0]['seeds']} seeds, {gammas} gammas)",
@@ -106,8 +114,12 @@ def main() -> None:
                     f"n_test = {cells[0]['n_test']}; rmtbench: LocalCluster of {args.workers} single-threaded workers, {jobs} cells at a time; "
                     f"plain script: this process, {args.workers} BLAS threads",
                     f"largest relative difference of the {2 * len(cells) * int(cells[0]['seeds']) * gammas} MSE values: "
-                    f"{worst:.1e} (required <= {AGREEMENT:g}: {verdict(worst, AGREEMENT, at_most=True)})"]
+                    f"{worst:.1e} (required <= {AGREEMENT:g}: {verdict(worst, AGREEMENT, at_most=True)})",
+                    f"no-cluster row: the same graphs in this process on one BLAS thread, {'bitwise the same' if same else 'NOT bitwise the same'} "
+                    f"numbers; plain-script CPU over its CPU, {naive.cpu / in_process.cpu:.2f}, bounds what any scheduling of "
+                    "rmtbench's arithmetic can gain over the plain script on these cells"]
     table.add("rmtbench (simulate, LocalCluster)", ours.wall, ours.cpu, 1.0, 1.0)
+    table.add("rmtbench, no cluster (1 thread)", in_process.wall, in_process.cpu, in_process.wall / ours.wall, in_process.cpu / ours.cpu)
     table.add("plain script (Phi whole, one solve per gamma and seed)", naive.wall, naive.cpu, naive.wall / ours.wall, naive.cpu / ours.cpu)
     speedup = naive.wall / ours.wall
     table.print(f"**naive: rmtbench is {speedup:.2f}x faster than the plain script (target >= {TARGET:g}x: "
