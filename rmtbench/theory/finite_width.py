@@ -60,7 +60,8 @@ class LayerSensitivities:
     ``fc`` ∂F/∂c, ``faa`` ∂²F/∂a_i², ``fab`` ∂²F/∂a_i∂a_j, ``fac`` ∂²F/∂a_i∂c, ``fcc`` ∂²F/∂c²
     (the a_j derivatives are the transposes, F being symmetric). The diagonal is h(a) = E φ̄(√a ξ)²
     with derivatives ``h1``, ``h2``. ``g_aa`` (n,), ``g_ab``, ``g_ac``, ``g_cc`` (n × n) are the entries of
-    Γ: the covariances of (φ̄_i², φ̄_j², φ̄_iφ̄_j) for one row. Diagonals of the n × n arrays are unused.
+    Γ: the covariances of (φ̄_i², φ̄_j², φ̄_iφ̄_j) for one row. Diagonals of the n × n arrays are unused
+    (NaN in the g arrays).
     """
 
     fa: Array
@@ -97,9 +98,9 @@ def layer_sensitivities(act: Activation, K: Array, *, nodes: int = 48) -> LayerS
         return gaussian_expectations(lambda t: np.asarray(phi(t), dtype=float) ** power, np.sqrt(var), kinks=act.kinks, nodes=40)
 
     h0, h_plus, h_minus = moment(2, a), moment(2, a + h), moment(2, np.clip(a - h, 0.0, None))
-    m22 = mixed_moment(lambda t: np.asarray(phi(t), dtype=float) ** 2, lambda t: np.asarray(phi(t), dtype=float) ** 2,
-                       a, K, kinks=act.kinks)
-    m31 = mixed_moment(lambda t: np.asarray(phi(t), dtype=float) ** 3, phi, a, K, kinks=act.kinks)
+    square = lambda t: np.asarray(phi(t), dtype=float) ** 2  # noqa: E731
+    m22 = mixed_moment(square, square, a, K, kinks=act.kinks, off_diagonal=True)
+    m31 = mixed_moment(lambda t: np.asarray(phi(t), dtype=float) ** 3, phi, a, K, kinks=act.kinks, off_diagonal=True)
     return LayerSensitivities(
         fa=(a_plus - a_minus) / (2 * h),
         fc=(c_plus - c_minus) / (2 * h),

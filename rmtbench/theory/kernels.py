@@ -593,11 +593,13 @@ def _hermite_rows(f: Pointwise, kinks: tuple[float, ...], scales: Array, order: 
 
 
 def mixed_moment(f: Pointwise, g: Pointwise, variances: Array, cov: Array, *, kinks: tuple[float, ...] = (),
-                 nodes: int = 96) -> Array:
+                 nodes: int = 96, off_diagonal: bool = False) -> Array:
     """E[f(u_i) g(u_j)] for (u_i, u_j) centred Gaussian with variances ``variances`` and covariances ``cov``.
 
     Mehler series Σ_k a_k(f_{σ_i}) a_k(g_{σ_j}) ρ^k where |ρ| ≤ 0.7 (truncated where |ρ|^k < 1e-16),
-    a tensor Gauss–Hermite rule of ``nodes²`` points elsewhere. Shape of ``cov``.
+    a tensor Gauss–Hermite rule of ``nodes²`` points elsewhere. Shape of ``cov``. Pass the same
+    object as ``f`` and ``g`` to compute its Hermite coefficients once; ``off_diagonal=True`` leaves
+    the pairs (i, i) as NaN instead of integrating them.
 
     Examples
     --------
@@ -611,8 +613,13 @@ def mixed_moment(f: Pointwise, g: Pointwise, variances: Array, cov: Array, *, ki
     rho = np.clip(np.divide(cov, outer, out=np.zeros_like(cov), where=outer > 0), -1.0, 1.0)
     small = np.abs(rho) <= MEHLER_MAX_CORRELATION
     order = _mehler_order(rho, small)
-    out = _mehler_sum(_hermite_rows(f, kinks, s, order), _hermite_rows(g, kinks, s, order), rho)
-    ii, jj = np.nonzero(~small)
+    ca = _hermite_rows(f, kinks, s, order)
+    out = _mehler_sum(ca, ca if g is f else _hermite_rows(g, kinks, s, order), rho)
+    strong = ~small
+    if off_diagonal:
+        np.fill_diagonal(strong, False)
+        np.fill_diagonal(out, np.nan)
+    ii, jj = np.nonzero(strong)
     if ii.size:
         x, w = gauss_hermite_normal(nodes)
         for k0 in range(0, ii.size, 256):
