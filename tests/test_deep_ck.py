@@ -89,6 +89,22 @@ def test_the_per_pair_term_can_be_switched_off(tmp_path):
     assert set(on.theory_groups()) != set(plan.theory_groups())  # the switch is part of the theory key
 
 
+def test_collinear_samples_leave_the_per_pair_rows_out_and_say_why(tmp_path):
+    """Class means 100 noise widths apart make same-class samples nearly parallel (1 − ρ ~ 3e-4): the
+    per-pair expansion does not hold there, so its rows are absent and the theory store says why."""
+    config = _config(activations=[["relu", "relu"]], n=[32])
+    config["datasets"]["g"] = {**GMM, "mean_scale": 100}
+    plan, gathered = _run(config, tmp_path)
+    assert int(gathered["per_pair_collinear_pairs"].max()) > 0
+    pair = gathered["ck_error_empirical_per_pair"]
+    assert np.isnan(pair.sel(layer=2)).all() and np.isfinite(pair.sel(layer=1)).all()  # layer 1 is exact for any pair
+    table = plan.kind.compare(gathered)
+    layer2 = set(table.loc[table.layer == 2, "quantity"])
+    assert "ck_empirical_corrected" in layer2 and not {"ck_empirical_per_pair", "ck_ones_excess_per_pair"} & layer2
+    theory = plan.kind.theory(next(iter(plan.theory_groups().values())), RunContext(data_dir=tmp_path))
+    assert "nearly collinear" in theory["ck_shift_per_pair"].attrs["not_computed"]
+
+
 def test_estimated_statistics_are_stored_and_shown(tmp_path):
     """Real data have no spec: the statistics the theory uses are estimated, kept in the store, and captioned."""
     spec_cfg = _config(activations=[["relu", "relu"]], n=[64], seeds=2)

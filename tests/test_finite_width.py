@@ -55,6 +55,7 @@ def _monte_carlo(acts, *, n, p_over_n, ratio, seeds):
 
 
 @pytest.mark.parametrize("acts, n, p_over_n, ratio, seeds, rank_one_fails_at", [
+    (["tanh", "tanh", "tanh"], 64, 4.0, 1.5, 1000, None),  # no closed form: the Mehler and 2-D rule paths
     (["relu", "relu", "relu"], 64, 4.0, 1.5, 2000, 3),   # the residue recorded in finite_width_correction
     (["relu", "erf", "abs"], 128, 0.5, 1.0, 1000, 2),    # E erf'' = 0: the rank-one term of layer 2 is 0
 ])
@@ -83,3 +84,22 @@ def test_per_pair_shift_matches_monte_carlo_where_the_rank_one_term_does_not(act
         assert error <= 1.15 * floor
         if layer + 1 == rank_one_fails_at:
             assert abs(z_rank_one) > 2.5 and abs(z_rank_one) > 2 * abs(z)
+
+
+def test_duplicate_samples_follow_the_diagonal_and_collinear_pairs_are_left_out():
+    """x_1 = x_0 gives K_01 = K_00 in every draw, so S_01 = S_00 exactly; x_3 nearly parallel to x_2
+    (1 − ρ = 1e-4) is outside the expansion, so its entries are NaN from layer 2 on, and no other entry is."""
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((40, 8)) / math.sqrt(40)
+    X[:, 1] = X[:, 0]
+    noise = rng.standard_normal(40)
+    X[:, 3] = X[:, 2] + 0.01 * np.linalg.norm(X[:, 2]) * noise / np.linalg.norm(noise)  # 1 − ρ ≈ 5e-5
+    S = finite_width_shifts(X, ["relu", "relu", "tanh"], [64, 64, 64], tau0=1.0)
+    rho = X[:, 2] @ X[:, 3] / np.linalg.norm(X[:, 2]) / np.linalg.norm(X[:, 3])
+    assert 1e-5 < 1 - rho < 1e-3
+    nan = np.zeros((8, 8), dtype=bool)
+    nan[2, 3] = nan[3, 2] = True
+    assert np.array_equal(np.isnan(S[0]), np.zeros_like(nan))  # the first layer is exact for every pair
+    for layer in (1, 2):
+        assert np.array_equal(np.isnan(S[layer]), nan)
+        assert S[layer][0, 1] == S[layer][1, 0] == S[layer][0, 0] != 0.0

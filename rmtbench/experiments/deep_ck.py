@@ -76,12 +76,14 @@ def per_pair_shifts(cell: Cell, X: np.ndarray, activations: list[Any], ratios: l
     """S_ℓ of :mod:`rmtbench.theory.finite_width` for every width ratio: float32 (ratio, layer, n, n).
 
     The layers' sensitivities depend on the infinite-width kernels only: computed once, propagated per ratio.
+    Entries of nearly collinear pairs (not duplicates) are NaN, as :mod:`rmtbench.theory.finite_width` says.
     """
-    from rmtbench.theory.finite_width import network_sensitivities, propagate
+    from rmtbench.theory.finite_width import duplicate_pairs, network_sensitivities, propagate
 
     layers = network_sensitivities(X, activations, tau0=tau0, nodes=int(cell["kernel_nodes"]), kernels=kernels)
-    depth = len(activations)
-    return np.stack([np.stack(propagate(layers, layer_widths(cell, depth, d_over_n=r))) for r in ratios]).astype(np.float32)
+    depth, duplicates = len(activations), duplicate_pairs(X)
+    return np.stack([np.stack(propagate(layers, layer_widths(cell, depth, d_over_n=r), duplicates=duplicates))
+                     for r in ratios]).astype(np.float32)
 
 
 class DeepConjugateKernel(Experiment):
@@ -116,8 +118,9 @@ class DeepConjugateKernel(Experiment):
                         "description": "Largest depth of the alpha-ratio figure."},
         "per_pair_correction": {"type": "boolean", "default": True,
                                 "description": "Also compute the entry-by-entry first-order finite-width mean E K_l - K_inf,l "
-                                               "(rmtbench.theory.finite_width; about 20 n x n float64 arrays per layer, "
-                                               "and an n x n float32 matrix per width and layer in the theory store)."},
+                                               "for Gaussian weights (rmtbench.theory.finite_width; about 40 n x n float64 "
+                                               "arrays at the peak, and an n x n float32 matrix per width and layer in the "
+                                               "theory store). Nearly collinear pairs of samples are left out (NaN)."},
         "width_profile": {"type": ["array", "null"], "items": POSITIVE, "minItems": 1, "default": None,
                           "description": "Per-layer width multipliers m_l (one per layer of every network of the block): "
                                          "d_l = round(d_over_n * n * m_l); null: the same width in every layer."},
@@ -234,10 +237,16 @@ class DeepConjugateKernel(Experiment):
         rank_one = np.array([finite_width_correction(coefs, layer_widths(first, depth, d_over_n=r)) for r in ratios])
         per_pair = {}
         if first.get("per_pair_correction"):
+            shifts = per_pair_shifts(first, X, acts, ratios, tau0=stats.tau, kernels=kernels.ck)
+            collinear = int(np.triu(np.isnan(shifts).any(axis=(0, 1)), 1).sum())
             per_pair["ck_shift_per_pair"] = (
-                ("d_over_n", "layer", "row", "col"), per_pair_shifts(first, X, acts, ratios, tau0=stats.tau, kernels=kernels.ck),
-                {"long_name": "first-order finite-width mean E K_l - K_inf,l, entry by entry",
-                 "source": "rmtbench.theory.finite_width (float32)"})
+                ("d_over_n", "layer", "row", "col"), shifts,
+                {"long_name": "first-order finite-width mean E K_l - K_inf,l, entry by entry, for Gaussian weights",
+                 "source": "rmtbench.theory.finite_width (float32)",
+                 **({"not_computed": f"{collinear} nearly collinear pairs of samples (1 - |rho| < 0.01 at some layer, not "
+                                     "duplicates): outside the expansion, NaN, and the cell's per-pair rows with them"}
+                    if collinear else {})})
+            per_pair["per_pair_collinear_pairs"] = ((), collinear, {"long_name": "pairs the per-pair term leaves out (NaN)"})
         ratio_acts = [str(a) for a in first["ratio_activations"]]
         ratio_depth = int(first["ratio_depth"])
         ratio_alpha = np.array([[c.alpha for c in layer_coefficients([a] * ratio_depth, tau0=stats.tau)] for a in ratio_acts])
@@ -313,7 +322,7 @@ ONES = [("ck_ones_excess", "ck_ones_excess", "ck_ones_predicted"),
         ("ck_ones_excess_per_pair", "ck_ones_excess", "ck_ones_predicted_per_pair")]
 
 _KEEP_THEORY = ("ck_exact_eigenvalues", "ck_equivalent_eigenvalues", "ck_equivalent_error", "ck_equivalent_error_model", "ntk_equivalent_error", "ntk_equivalent_error_model",
-                "tau", "shift", "alpha", "beta", "kappa2", "rank_one", "ratio_alpha", "tau0", "stat_estimated",
+                "tau", "shift", "alpha", "beta", "kappa2", "rank_one", "per_pair_collinear_pairs", "ratio_alpha", "tau0", "stat_estimated",
                 "stat_class_fraction", "stat_t", "stat_T", "stat_psi_std")
 _KEEP_SIM = ("ck_eigenvalues", "width", "ck_ones")
 
@@ -358,8 +367,9 @@ def cell_summary(sim: Any, theory: Any) -> Any:
         ones_pred.append(r * (n - 1))
         if has_pair:
             shift = np.asarray(theory["ck_shift_per_pair"].sel(layer=layer).values, dtype=float)
-            pair_error.append(relative_error(emp, exact + shift))
-            pair_ones.append(shift.sum() / n)
+            complete = bool(np.isfinite(shift).all())  # nearly collinear pairs are NaN: no per-pair rows then
+            pair_error.append(relative_error(emp, exact + shift) if complete else np.nan)
+            pair_ones.append(shift.sum() / n if complete else np.nan)
     last = layers[-1]
     ntk_exact = np.asarray(theory["ntk_exact"].sel(layer=last).values, dtype=float)
     ntk_emp = np.asarray(sim["ntk"].values, dtype=float)

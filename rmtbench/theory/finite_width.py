@@ -24,13 +24,23 @@ off-diagonal entries. Those are first order too: at three relu layers they are t
 recorded in that function's docstring, and for relu-erf-abs they shift layer 2, where the rank-one
 term is 0 (E erf'' = 0). ``tests/test_finite_width.py`` checks both against Monte Carlo.
 
+Nearly collinear pairs. For kinked φ, ∂²F/∂K_ij² grows like (1 − ρ²)^(−1/2) as the correlation
+ρ_ij → ±1, and the expansion needs the fluctuation of ρ_ij to stay small against 1 − |ρ_ij|. Pairs
+with 1 − |ρ_ij| < :data:`COLLINEAR_MARGIN` at some layer are therefore not expanded: their entries
+of S are NaN from that layer on. The exception is duplicate samples (x_i = x_j): their entry equals
+the diagonal's in every draw, so S_ij = S_ii exactly (:func:`duplicate_pairs`).
+
 Numerics. The derivatives of F_ℓ are central differences of
 :func:`rmtbench.theory.kernels.kernel_from_covariance` (closed form, Mehler series or 2-D rules,
 whichever the activation uses) with step :data:`STEP` times the mean variance: truncation about
-STEP², round-off about 1e-16/STEP², both far below the Monte-Carlo noise this is compared with.
-The fourth moments in Γ use the Mehler series for |ρ| ≤ 0.7 and a tensor Gauss–Hermite rule above
-(for kinked φ that rule converges like O(1/nodes); it enters only Γ of strongly correlated pairs).
-Memory: about twenty n × n float64 arrays per layer.
+STEP², round-off about 1e-16/STEP², far below the Monte-Carlo noise this is compared with. Where the
+kernel map switches evaluation path (the Mehler series at |ρ| = 0.7, variance-dependent node counts),
+the differences carry that path's quadrature error over the step: measured up to about 0.5% of a
+second derivative for tanh, still below the noise. The fourth moments in Γ use the Mehler series for
+|ρ| ≤ 0.7 and a tensor Gauss–Hermite rule above (for kinked φ it converges like O(1/nodes): about 1%
+for |φ| near ρ = 1); they enter only Γ/d. The stencil reaches 2·STEP in 1 − |ρ|, inside the margin.
+Memory: about forty n × n float64 arrays at the peak of a layer. The derivation assumes Gaussian
+weights: for other laws, the first layer's mean already differs at O(1) (pitfall P8).
 """
 from __future__ import annotations
 
@@ -43,13 +53,16 @@ from numpy.typing import NDArray
 from rmtbench.activations import Activation
 
 __all__ = [
-    "STEP", "LayerSensitivities", "finite_width_shifts", "layer_sensitivities", "network_sensitivities", "propagate",
+    "COLLINEAR_MARGIN", "STEP", "LayerSensitivities", "duplicate_pairs", "finite_width_shifts", "layer_sensitivities",
+    "network_sensitivities", "propagate",
 ]
 
 Array = NDArray[np.float64]
 
 #: Relative step of the central differences (times the mean variance of the layer's input).
 STEP = 1e-3
+#: Off-diagonal pairs with 1 − |ρ| below this are not expanded (NaN; module docstring).
+COLLINEAR_MARGIN = 1e-2
 
 
 @dataclass(frozen=True, eq=False)  # arrays: no elementwise ==
@@ -61,7 +74,7 @@ class LayerSensitivities:
     (the a_j derivatives are the transposes, F being symmetric). The diagonal is h(a) = E φ̄(√a ξ)²
     with derivatives ``h1``, ``h2``. ``g_aa`` (n,), ``g_ab``, ``g_ac``, ``g_cc`` (n × n) are the entries of
     Γ: the covariances of (φ̄_i², φ̄_j², φ̄_iφ̄_j) for one row. Diagonals of the n × n arrays are unused
-    (NaN in the g arrays).
+    (NaN in the g arrays), and so are nearly collinear pairs (NaN everywhere; :data:`COLLINEAR_MARGIN`).
     """
 
     fa: Array
@@ -79,50 +92,86 @@ class LayerSensitivities:
 
 
 def layer_sensitivities(act: Activation, K: Array, *, nodes: int = 48) -> LayerSensitivities:
-    """:class:`LayerSensitivities` of the kernel map of ``act`` (centred φ̄) at the input kernel ``K``."""
+    """:class:`LayerSensitivities` of the kernel map of ``act`` (centred φ̄) at the input kernel ``K``.
+
+    ``nodes`` sets the kernel maps' Gauss–Hermite rules and, doubled (at least 96), the 2-D rule of
+    the fourth moments.
+    """
     from rmtbench.quadrature import gaussian_expectations
     from rmtbench.theory.kernels import kernel_from_covariance, mixed_moment
 
     K = np.asarray(K, dtype=float)
     a = np.clip(np.diagonal(K).copy(), 0.0, None)
-    h = STEP * float(np.mean(a))
+    step = STEP * float(np.mean(a))
 
     def F(da: float = 0.0, db: float = 0.0, dc: float = 0.0) -> Array:
-        return kernel_from_covariance(act, a + da, a + db, K + dc, nodes=nodes, symmetric=False)
+        # the stencils symmetric in (i, j) compute the upper triangle only
+        return kernel_from_covariance(act, a + da, a + db, K + dc, nodes=nodes, symmetric=da == db)
 
     f0 = F()
-    a_plus, a_minus, c_plus, c_minus = F(da=h), F(da=-h), F(dc=h), F(dc=-h)
+    a_plus, a_minus, c_plus, c_minus = F(da=step), F(da=-step), F(dc=step), F(dc=-step)
     phi = act.phi
 
     def moment(power: int, var: Array) -> Array:
         return gaussian_expectations(lambda t: np.asarray(phi(t), dtype=float) ** power, np.sqrt(var), kinks=act.kinks, nodes=40)
 
-    h0, h_plus, h_minus = moment(2, a), moment(2, a + h), moment(2, np.clip(a - h, 0.0, None))
+    # the diagonal map h(a) = E φ̄(√a ξ)² and its neighbours
+    diag, diag_plus, diag_minus = moment(2, a), moment(2, a + step), moment(2, np.clip(a - step, 0.0, None))
     square = lambda t: np.asarray(phi(t), dtype=float) ** 2  # noqa: E731
-    m22 = mixed_moment(square, square, a, K, kinks=act.kinks, off_diagonal=True)
-    m31 = mixed_moment(lambda t: np.asarray(phi(t), dtype=float) ** 3, phi, a, K, kinks=act.kinks, off_diagonal=True)
+    rule = max(96, 2 * nodes)
+    m22 = mixed_moment(square, square, a, K, kinks=act.kinks, nodes=rule, off_diagonal=True)
+    m31 = mixed_moment(lambda t: np.asarray(phi(t), dtype=float) ** 3, phi, a, K, kinks=act.kinks, nodes=rule,
+                       off_diagonal=True)
+    pairs = {
+        "fa": (a_plus - a_minus) / (2 * step),
+        "fc": (c_plus - c_minus) / (2 * step),
+        "faa": (a_plus - 2 * f0 + a_minus) / step**2,
+        "fab": (F(da=step, db=step) - F(da=step, db=-step) - F(da=-step, db=step) + F(da=-step, db=-step)) / (4 * step**2),
+        "fac": (F(da=step, dc=step) - F(da=step, dc=-step) - F(da=-step, dc=step) + F(da=-step, dc=-step)) / (4 * step**2),
+        "fcc": (c_plus - 2 * f0 + c_minus) / step**2,
+        "g_ab": m22 - np.outer(diag, diag),
+        "g_ac": m31 - diag[:, None] * f0,
+        "g_cc": m22 - f0**2,
+    }
+    collinear = _collinear(K)
+    for value in pairs.values():
+        value[collinear] = np.nan
     return LayerSensitivities(
-        fa=(a_plus - a_minus) / (2 * h),
-        fc=(c_plus - c_minus) / (2 * h),
-        faa=(a_plus - 2 * f0 + a_minus) / h**2,
-        fab=(F(da=h, db=h) - F(da=h, db=-h) - F(da=-h, db=h) + F(da=-h, db=-h)) / (4 * h * h),
-        fac=(F(da=h, dc=h) - F(da=h, dc=-h) - F(da=-h, dc=h) + F(da=-h, dc=-h)) / (4 * h * h),
-        fcc=(c_plus - 2 * f0 + c_minus) / h**2,
-        h1=(h_plus - h_minus) / (2 * h),
-        h2=(h_plus - 2 * h0 + h_minus) / h**2,
-        g_aa=moment(4, a) - h0**2,
-        g_ab=m22 - np.outer(h0, h0),
-        g_ac=m31 - h0[:, None] * f0,
-        g_cc=m22 - f0**2,
+        **pairs,
+        h1=(diag_plus - diag_minus) / (2 * step),
+        h2=(diag_plus - 2 * diag + diag_minus) / step**2,
+        g_aa=moment(4, a) - diag**2,
     )
 
 
-def propagate(layers: Sequence[LayerSensitivities], widths: Sequence[float]) -> list[Array]:
+def _collinear(K: Array) -> NDArray[np.bool_]:
+    """Off-diagonal pairs with 1 − |ρ| < :data:`COLLINEAR_MARGIN` (zero-variance samples included)."""
+    s = np.sqrt(np.clip(np.diagonal(K), 0.0, None))
+    outer = np.outer(s, s)
+    rho = np.divide(np.abs(K), outer, out=np.ones_like(K), where=outer > 0)
+    out = 1.0 - rho < COLLINEAR_MARGIN
+    np.fill_diagonal(out, False)
+    return out
+
+
+def duplicate_pairs(X: Array) -> NDArray[np.bool_]:
+    """Off-diagonal pairs of identical samples (columns of ``X``): their K entries equal the diagonal's."""
+    X = np.asarray(X, dtype=float)
+    _, first = np.unique(X.T, axis=0, return_inverse=True)
+    first = np.ravel(first)
+    out = first[:, None] == first[None, :]
+    np.fill_diagonal(out, False)
+    return out
+
+
+def propagate(layers: Sequence[LayerSensitivities], widths: Sequence[float], *,
+              duplicates: NDArray[np.bool_] | None = None) -> list[Array]:
     """S_ℓ = E K_ℓ − K∞_ℓ, ℓ = 1..L, to first order in 1/d, from each layer's sensitivities.
 
     ``widths`` gives d_1, ..., d_L (at least L − 1 of them: d_L enters only the covariance of the
     last layer, which no mean uses). The sensitivities do not depend on the widths, so one set
-    serves every width.
+    serves every width. ``duplicates`` (:func:`duplicate_pairs`) get S_ij = S_ii; other nearly
+    collinear pairs are NaN.
     """
     if len(widths) < len(layers) - 1:
         raise ValueError(f"need at least {len(layers) - 1} widths, got {len(widths)}")
@@ -133,10 +182,15 @@ def propagate(layers: Sequence[LayerSensitivities], widths: Sequence[float]) -> 
     for ell, s in enumerate(layers):
         fb, fbb, fbc = s.fa.T, s.faa.T, s.fac.T
         diag = np.diagonal(S).copy()
-        new = (s.fa * diag[:, None] + fb * diag[None, :] + s.fc * S
-               + 0.5 * (s.faa * v_aa[:, None] + fbb * v_aa[None, :] + s.fcc * v_cc)
-               + s.fab * v_ab + s.fac * v_ac + fbc * v_ac.T)
-        np.fill_diagonal(new, s.h1 * diag + 0.5 * s.h2 * v_aa)
+        if ell == 0:  # S_0 = C_0 = 0: the first layer's mean is exact, for collinear pairs too
+            new = np.zeros((n, n))
+        else:
+            new = (s.fa * diag[:, None] + fb * diag[None, :] + s.fc * S
+                   + 0.5 * (s.faa * v_aa[:, None] + fbb * v_aa[None, :] + s.fcc * v_cc)
+                   + s.fab * v_ab + s.fac * v_ac + fbc * v_ac.T)
+            np.fill_diagonal(new, s.h1 * diag + 0.5 * s.h2 * v_aa)
+        if duplicates is not None:
+            new[duplicates] = np.broadcast_to(np.diagonal(new)[:, None], new.shape)[duplicates]
         shifts.append(new)
         S = new
         if ell >= len(widths):
@@ -193,7 +247,8 @@ def finite_width_shifts(X: Array, activations: Sequence[object], widths: Sequenc
     Returns
     -------
     list of ndarray
-        L matrices ``n × n``; the first is 0 (the first layer's expectation is exact).
+        L matrices ``n × n``; the first is 0 (the first layer's expectation is exact). Entries of
+        nearly collinear pairs that are not duplicates are NaN (module docstring).
 
     Examples
     --------
@@ -202,4 +257,5 @@ def finite_width_shifts(X: Array, activations: Sequence[object], widths: Sequenc
     >>> float(np.abs(S[1]).max()) < 1e-9
     True
     """
-    return propagate(network_sensitivities(X, activations, tau0=tau0, nodes=nodes, kernels=kernels), widths)
+    layers = network_sensitivities(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
+    return propagate(layers, widths, duplicates=duplicate_pairs(X))

@@ -28,6 +28,10 @@ and covariance a^T b, so every kernel is a function of (var_a, var_b, cov). Eval
     even φ the integrand is invariant under (ξ₁, ξ₂) → (−ξ₁, −ξ₂), so only the positive ξ₁ nodes
     are evaluated.
 
+:func:`mixed_moment` gives E[f(u)g(v)] for two different functions (the fourth moments of the
+finite-width terms of deep kernels): the Mehler series for |ρ| ≤ 0.7, a tensor Gauss–Hermite rule of
+fixed size above it (not scaled with the variance).
+
 On the quadrature paths a symmetric kernel is computed on its upper triangle only, and its diagonal
 is the exact 1-D value E φ(‖a_i‖ξ)², identical to :func:`expected_kernel_diag`. Pairs are processed
 in blocks whose temporaries stay near 32 MiB each.
@@ -271,10 +275,9 @@ def _mehler(phi: Pointwise, pieces: tuple[Piece, ...] | None, kinks: tuple[float
     order = _mehler_order(rho, use)
 
     def rows(scales: Array) -> Array:
-        if pieces is not None:
-            out = _piecewise_hermite_rows(pieces, scales, order)
-        else:
-            out = _hermite_coefficient_rows(phi, kinks, scales, order)
+        if pieces is None:
+            return _hermite_rows(phi, kinks, scales, order)
+        out = _piecewise_hermite_rows(pieces, scales, order)
         # σ = 0 (a zero input): φ_0 is the constant φ(0).
         zero = scales == 0
         out[zero] = 0.0
@@ -608,7 +611,8 @@ def mixed_moment(f: Pointwise, g: Pointwise, variances: Array, cov: Array, *, ki
     >>> bool(np.isclose(m[0, 1], 1.5))
     True
     """
-    s = np.sqrt(np.clip(variances, 0.0, None))
+    va, _, cov = _prepare(variances, variances, cov)
+    s = np.sqrt(va)
     outer = np.outer(s, s)
     rho = np.clip(np.divide(cov, outer, out=np.zeros_like(cov), where=outer > 0), -1.0, 1.0)
     small = np.abs(rho) <= MEHLER_MAX_CORRELATION
