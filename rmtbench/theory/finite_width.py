@@ -32,7 +32,7 @@ the diagonal's in every draw, so S_ij = S_ii exactly (:func:`duplicate_pairs`).
 
 Numerics. The derivatives of F_ℓ are central differences of
 :func:`rmtbench.theory.kernels.kernel_from_covariance` (closed form, Mehler series or 2-D rules,
-whichever the activation uses) with step :data:`STEP` times the mean variance: truncation about
+whichever the activation uses) with steps :data:`STEP` times each sample's variance: truncation about
 STEP², round-off about 1e-16/STEP², far below the Monte-Carlo noise this is compared with. Where the
 kernel map switches evaluation path (the Mehler series at |ρ| = 0.7, variance-dependent node counts),
 the differences carry that path's quadrature error over the step: measured up to about 0.5% of a
@@ -59,7 +59,7 @@ __all__ = [
 
 Array = NDArray[np.float64]
 
-#: Relative step of the central differences (times the mean variance of the layer's input).
+#: Relative step of the central differences: a_i by STEP·a_i, K_ij by STEP·sqrt(a_i a_j).
 STEP = 1e-3
 #: Off-diagonal pairs with 1 − |ρ| below this are not expanded (NaN; module docstring).
 COLLINEAR_MARGIN = 1e-2
@@ -102,33 +102,38 @@ def layer_sensitivities(act: Activation, K: Array, *, nodes: int = 48) -> LayerS
 
     K = np.asarray(K, dtype=float)
     a = np.clip(np.diagonal(K).copy(), 0.0, None)
-    step = STEP * float(np.mean(a))
+    # steps relative to each sample's own variance, so that samples of small norm keep valid stencils
+    # (a zero-norm sample borrows the mean: its pairs are collinear and left out anyway)
+    s = STEP * np.where(a > 0, a, float(np.mean(a)) or 1.0)
+    sc = np.sqrt(np.outer(s, s))  # STEP·sqrt(a_i a_j): the same step in ρ for every pair
 
-    def F(da: float = 0.0, db: float = 0.0, dc: float = 0.0) -> Array:
+    def F(da: int = 0, db: int = 0, dc: int = 0) -> Array:
+        """The kernel map at a_i + da·s_i, a_j + db·s_j, K_ij + dc·sc_ij (da, db, dc in {−1, 0, 1})."""
         # the stencils symmetric in (i, j) compute the upper triangle only
-        return kernel_from_covariance(act, a + da, a + db, K + dc, nodes=nodes, symmetric=da == db)
+        return kernel_from_covariance(act, a + da * s, a + db * s, K + dc * sc, nodes=nodes, symmetric=da == db)
 
     f0 = F()
-    a_plus, a_minus, c_plus, c_minus = F(da=step), F(da=-step), F(dc=step), F(dc=-step)
+    a_plus, a_minus, c_plus, c_minus = F(da=1), F(da=-1), F(dc=1), F(dc=-1)
+    si, sj = s[:, None], s[None, :]
     phi = act.phi
 
     def moment(power: int, var: Array) -> Array:
         return gaussian_expectations(lambda t: np.asarray(phi(t), dtype=float) ** power, np.sqrt(var), kinks=act.kinks, nodes=40)
 
     # the diagonal map h(a) = E φ̄(√a ξ)² and its neighbours
-    diag, diag_plus, diag_minus = moment(2, a), moment(2, a + step), moment(2, np.clip(a - step, 0.0, None))
+    diag, diag_plus, diag_minus = moment(2, a), moment(2, a + s), moment(2, np.clip(a - s, 0.0, None))
     square = lambda t: np.asarray(phi(t), dtype=float) ** 2  # noqa: E731
     rule = max(96, 2 * nodes)
     m22 = mixed_moment(square, square, a, K, kinks=act.kinks, nodes=rule, off_diagonal=True)
     m31 = mixed_moment(lambda t: np.asarray(phi(t), dtype=float) ** 3, phi, a, K, kinks=act.kinks, nodes=rule,
                        off_diagonal=True)
     pairs = {
-        "fa": (a_plus - a_minus) / (2 * step),
-        "fc": (c_plus - c_minus) / (2 * step),
-        "faa": (a_plus - 2 * f0 + a_minus) / step**2,
-        "fab": (F(da=step, db=step) - F(da=step, db=-step) - F(da=-step, db=step) + F(da=-step, db=-step)) / (4 * step**2),
-        "fac": (F(da=step, dc=step) - F(da=step, dc=-step) - F(da=-step, dc=step) + F(da=-step, dc=-step)) / (4 * step**2),
-        "fcc": (c_plus - 2 * f0 + c_minus) / step**2,
+        "fa": (a_plus - a_minus) / (2 * si),
+        "fc": (c_plus - c_minus) / (2 * sc),
+        "faa": (a_plus - 2 * f0 + a_minus) / si**2,
+        "fab": (F(da=1, db=1) - F(da=1, db=-1) - F(da=-1, db=1) + F(da=-1, db=-1)) / (4 * si * sj),
+        "fac": (F(da=1, dc=1) - F(da=1, dc=-1) - F(da=-1, dc=1) + F(da=-1, dc=-1)) / (4 * si * sc),
+        "fcc": (c_plus - 2 * f0 + c_minus) / sc**2,
         "g_ab": m22 - np.outer(diag, diag),
         "g_ac": m31 - diag[:, None] * f0,
         "g_cc": m22 - f0**2,
@@ -138,8 +143,8 @@ def layer_sensitivities(act: Activation, K: Array, *, nodes: int = 48) -> LayerS
         value[collinear] = np.nan
     return LayerSensitivities(
         **pairs,
-        h1=(diag_plus - diag_minus) / (2 * step),
-        h2=(diag_plus - 2 * diag + diag_minus) / step**2,
+        h1=(diag_plus - diag_minus) / (2 * s),
+        h2=(diag_plus - 2 * diag + diag_minus) / s**2,
         g_aa=moment(4, a) - diag**2,
     )
 
