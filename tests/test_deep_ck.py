@@ -103,6 +103,7 @@ def test_collinear_samples_leave_the_per_pair_rows_out_and_say_why(tmp_path):
     assert "ck_empirical_corrected" in layer2 and not {"ck_empirical_per_pair", "ck_ones_excess_per_pair"} & layer2
     theory = plan.kind.theory(next(iter(plan.theory_groups().values())), RunContext(data_dir=tmp_path))
     assert "nearly collinear" in theory["ck_shift_per_pair"].attrs["not_computed"]
+    assert np.isnan(theory["ck_shift_per_pair"].sel(layer=2)).all()  # collinear in the data: nothing after layer 1
 
 
 def test_estimated_statistics_are_stored_and_shown(tmp_path):

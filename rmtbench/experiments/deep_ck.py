@@ -72,18 +72,30 @@ def layer_widths(cell: Cell, depth: int, *, d_over_n: float | None = None) -> li
 
 
 def per_pair_shifts(cell: Cell, X: np.ndarray, activations: list[Any], ratios: list[float], *, tau0: float,
-                    kernels: list[np.ndarray]) -> np.ndarray:
-    """S_ℓ of :mod:`rmtbench.theory.finite_width` for every width ratio: float32 (ratio, layer, n, n).
+                    kernels: list[np.ndarray]) -> tuple[np.ndarray, int, str]:
+    """S_ℓ of :mod:`rmtbench.theory.finite_width` for every width ratio, float32 (ratio, layer, n, n), the
+    number of nearly collinear pairs left out, and why ('' when none is).
 
     The layers' sensitivities depend on the infinite-width kernels only: computed once, propagated per ratio.
-    Entries of nearly collinear pairs (not duplicates) are NaN, as :mod:`rmtbench.theory.finite_width` says.
+    Entries of nearly collinear pairs (not duplicates) are NaN, as :mod:`rmtbench.theory.finite_width` says;
+    when the data themselves have such pairs, nothing after the first layer is computed.
     """
-    from rmtbench.theory.finite_width import duplicate_pairs, network_sensitivities, propagate
+    from rmtbench.theory.finite_width import collinear_pairs, duplicate_pairs, network_sensitivities, propagate
 
-    layers = network_sensitivities(X, activations, tau0=tau0, nodes=int(cell["kernel_nodes"]), kernels=kernels)
     depth, duplicates = len(activations), duplicate_pairs(X)
-    return np.stack([np.stack(propagate(layers, layer_widths(cell, depth, d_over_n=r), duplicates=duplicates))
-                     for r in ratios]).astype(np.float32)
+    n = X.shape[1]
+    in_data = int(np.triu(collinear_pairs(X.T @ X) & ~duplicates, 1).sum())
+    if in_data:  # their entries would be NaN from layer 2 on: skip the work
+        shifts = np.full((len(ratios), depth, n, n), np.nan, dtype=np.float32)
+        shifts[:, 0] = 0.0  # the first layer's mean is exact
+        return shifts, in_data, (f"{in_data} pairs of samples of the data are nearly collinear (1 - |rho| < 0.01, not duplicates): "
+                        "the first-order expansion does not hold for them, so the per-pair term is not computed after layer 1")
+    layers = network_sensitivities(X, activations, tau0=tau0, nodes=int(cell["kernel_nodes"]), kernels=kernels)
+    shifts = np.stack([np.stack(propagate(layers, layer_widths(cell, depth, d_over_n=r), duplicates=duplicates))
+                       for r in ratios]).astype(np.float32)
+    later = int(np.triu(np.isnan(shifts).any(axis=(0, 1)), 1).sum())
+    return shifts, later, (f"{later} pairs of samples become nearly collinear (1 - |rho| < 0.01) at some layer: outside the "
+                    "expansion, their entries are NaN, and the per-pair rows of the layers after it with them" if later else "")
 
 
 class DeepConjugateKernel(Experiment):
@@ -237,16 +249,14 @@ class DeepConjugateKernel(Experiment):
         rank_one = np.array([finite_width_correction(coefs, layer_widths(first, depth, d_over_n=r)) for r in ratios])
         per_pair = {}
         if first.get("per_pair_correction"):
-            shifts = per_pair_shifts(first, X, acts, ratios, tau0=stats.tau, kernels=kernels.ck)
-            collinear = int(np.triu(np.isnan(shifts).any(axis=(0, 1)), 1).sum())
+            shifts, excluded, why = per_pair_shifts(first, X, acts, ratios, tau0=stats.tau, kernels=kernels.ck)
             per_pair["ck_shift_per_pair"] = (
                 ("d_over_n", "layer", "row", "col"), shifts,
                 {"long_name": "first-order finite-width mean E K_l - K_inf,l, entry by entry, for Gaussian weights",
-                 "source": "rmtbench.theory.finite_width (float32)",
-                 **({"not_computed": f"{collinear} nearly collinear pairs of samples (1 - |rho| < 0.01 at some layer, not "
-                                     "duplicates): outside the expansion, NaN, and the cell's per-pair rows with them"}
-                    if collinear else {})})
-            per_pair["per_pair_collinear_pairs"] = ((), collinear, {"long_name": "pairs the per-pair term leaves out (NaN)"})
+                 "source": "rmtbench.theory.finite_width (float32)", **({"not_computed": why} if why else {})})
+            per_pair["per_pair_collinear_pairs"] = ((), excluded,
+                                                    {"long_name": "nearly collinear pairs of samples (the reason is the "
+                                                                  "not_computed attribute of ck_shift_per_pair)"})
         ratio_acts = [str(a) for a in first["ratio_activations"]]
         ratio_depth = int(first["ratio_depth"])
         ratio_alpha = np.array([[c.alpha for c in layer_coefficients([a] * ratio_depth, tau0=stats.tau)] for a in ratio_acts])

@@ -53,8 +53,8 @@ from numpy.typing import NDArray
 from rmtbench.activations import Activation
 
 __all__ = [
-    "COLLINEAR_MARGIN", "STEP", "LayerSensitivities", "duplicate_pairs", "finite_width_shifts", "layer_sensitivities",
-    "network_sensitivities", "propagate",
+    "COLLINEAR_MARGIN", "STEP", "LayerSensitivities", "collinear_pairs", "duplicate_pairs", "finite_width_shifts",
+    "layer_sensitivities", "network_sensitivities", "propagate",
 ]
 
 Array = NDArray[np.float64]
@@ -138,7 +138,7 @@ def layer_sensitivities(act: Activation, K: Array, *, nodes: int = 48) -> LayerS
         "g_ac": m31 - diag[:, None] * f0,
         "g_cc": m22 - f0**2,
     }
-    collinear = _collinear(K)
+    collinear = collinear_pairs(K)
     for value in pairs.values():
         value[collinear] = np.nan
     return LayerSensitivities(
@@ -149,7 +149,7 @@ def layer_sensitivities(act: Activation, K: Array, *, nodes: int = 48) -> LayerS
     )
 
 
-def _collinear(K: Array) -> NDArray[np.bool_]:
+def collinear_pairs(K: Array) -> NDArray[np.bool_]:
     """Off-diagonal pairs with 1 − |ρ| < :data:`COLLINEAR_MARGIN` (zero-variance samples included)."""
     s = np.sqrt(np.clip(np.diagonal(K), 0.0, None))
     outer = np.outer(s, s)
