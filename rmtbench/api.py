@@ -20,6 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 __all__ = [
     "RidgeTheory",
     "alpha_coefficients",
+    "deep_conjugate_kernels",
     "expected_kernel",
     "expected_kernel_diag",
     "gmm_linear_equivalent",
@@ -224,6 +225,54 @@ def alpha_coefficients(activation: ActivationSpec, *, tau: float = 1.0) -> tuple
     from rmtbench.activations import alpha_coefficients as coefficients
 
     return coefficients(activation, tau=tau)
+
+
+def deep_conjugate_kernels(activations: Sequence[ActivationSpec], X: ArrayLike, *, widths: Sequence[float] | None = None,
+                           tau0: float | None = None, nodes: int = 48) -> NDArray[np.float64]:
+    """Expected conjugate kernel Σ_lᵀΣ_l of every layer of a deep random MLP, at infinite or finite width.
+
+    The network is rmtbench's (:mod:`rmtbench.deepnet`): Σ_l = (φ_l(W_l Σ_{l−1}) − c_l)/sqrt(d_l) with
+    Gaussian unit-variance weights and centring constants c_l = E φ_l(τ_{l−1}ξ) taken along the
+    nominal scales from τ_0.
+
+    Parameters
+    ----------
+    activations
+        φ_1, ..., φ_L.
+    X
+        Samples as rows, shape (n, p).
+    widths
+        ``None``: the infinite-width kernels (Gaussian recursion). Widths d_1, ..., d_L (at least
+        L − 1): plus the first-order finite-width mean, entry by entry
+        (:mod:`rmtbench.theory.finite_width`); entries of nearly collinear samples are NaN there.
+    tau0
+        τ_0 of the centring constants; by default sqrt of the mean squared norm of the samples.
+    nodes
+        Gauss-Hermite nodes per dimension where no closed form or exact path exists.
+
+    Returns
+    -------
+    ndarray of shape (L, n, n)
+
+    Examples
+    --------
+    A linear network keeps the Gram of orthonormal samples at every width (E WᵀW/d = I):
+
+    >>> K = deep_conjugate_kernels(["linear", "linear"], np.eye(3), widths=[8, 8])
+    >>> bool(np.allclose(K, np.eye(3)))
+    True
+    """
+    from rmtbench.theory.deep import exact_ck
+    from rmtbench.theory.finite_width import finite_width_shifts
+
+    A = _samples("X", X).T
+    acts = list(activations)
+    if tau0 is None:
+        tau0 = float(np.sqrt(np.mean(np.sum(A * A, axis=0))))
+    kernels = exact_ck(A, acts, tau0=tau0, nodes=nodes)
+    if widths is not None:
+        kernels = [K + S for K, S in zip(kernels, finite_width_shifts(A, acts, widths, tau0=tau0, nodes=nodes, kernels=kernels))]
+    return np.stack(kernels)
 
 
 # -- linear equivalents of the kernel --------------------------------------------------------------

@@ -165,3 +165,22 @@ def test_results_provenance_keeps_plain_strings():
 
     meta = api.results_provenance(xr.Dataset(attrs={"git_revision": "abc-dirty", "cells": json.dumps({"x": "y"}), "n": 3}))
     assert meta == {"git_revision": "abc-dirty", "cells": {"x": "y"}, "n": 3}
+
+
+def test_deep_conjugate_kernels_wrap_the_recursion_and_the_finite_width_mean():
+    """Rows are samples; without widths the infinite-width CKs, with widths plus the per-pair mean, both
+    exactly as the column-oriented modules give them (tau0 from the mean squared norm by default)."""
+    from rmtbench.theory.deep import exact_ck
+    from rmtbench.theory.finite_width import finite_width_shifts
+
+    X = np.random.default_rng(3).standard_normal((9, 20)) / np.sqrt(20)
+    acts = ["relu", "tanh"]
+    tau0 = float(np.sqrt(np.mean(np.sum(X * X, axis=1))))
+    infinite = api.deep_conjugate_kernels(acts, X)
+    finite = api.deep_conjugate_kernels(acts, X, widths=[30, 30])
+    exact = exact_ck(X.T, acts, tau0=tau0)
+    shifts = finite_width_shifts(X.T, acts, [30, 30], tau0=tau0)
+    assert infinite.shape == (2, 9, 9)
+    assert np.array_equal(infinite, np.stack(exact))
+    assert np.array_equal(finite, np.stack(exact) + np.stack(shifts))
+    assert np.array_equal(finite[0], infinite[0]) and not np.allclose(finite[1], infinite[1], rtol=1e-3)
