@@ -111,6 +111,11 @@ def _samples(name: str, X: ArrayLike) -> NDArray[np.float64]:
     return A
 
 
+def _rms_norm(A: NDArray[np.float64]) -> float:
+    """sqrt of the mean squared norm of the samples (rows of ``A``): the data scale τ_0 (formula sheet P1)."""
+    return float(np.sqrt(np.mean(np.sum(A * A, axis=1))))
+
+
 def expected_kernel(activation: ActivationSpec, X: ArrayLike, Y: ArrayLike | None = None, *, nodes: int = 48) -> NDArray[np.float64]:
     """K[i, j] = E_w[phi(w.x_i) phi(w.y_j)] for w ~ N(0, I_p): the limit of ``Phi^T Phi' / d``.
 
@@ -196,7 +201,7 @@ def weight_kurtosis_kernel(activation: ActivationSpec, X: ArrayLike, Y: ArrayLik
 
     A = _samples("X", X)
     B = None if Y is None else _samples("Y", Y)
-    scale = float(np.sqrt(np.mean(np.sum(A * A, axis=1)))) if tau is None else float(tau)
+    scale = _rms_norm(A) if tau is None else float(tau)
     kappa4 = weight_law(weights).fourth_moment - 3.0
     return kurtosis_columns(activation, A.T, None if B is None else B.T, tau=scale, kappa4=kappa4)
 
@@ -265,10 +270,10 @@ def deep_conjugate_kernels(activations: Sequence[ActivationSpec], X: ArrayLike, 
     from rmtbench.theory.deep import exact_ck
     from rmtbench.theory.finite_width import finite_width_shifts
 
-    A = _samples("X", X).T
-    acts = list(activations)
+    rows = _samples("X", X)
+    A, acts = rows.T, list(activations)
     if tau0 is None:
-        tau0 = float(np.sqrt(np.mean(np.sum(A * A, axis=0))))
+        tau0 = _rms_norm(rows)
     kernels = exact_ck(A, acts, tau0=tau0, nodes=nodes)
     if widths is not None:
         kernels = [K + S for K, S in zip(kernels, finite_width_shifts(A, acts, widths, tau0=tau0, nodes=nodes, kernels=kernels))]

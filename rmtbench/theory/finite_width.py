@@ -195,7 +195,7 @@ def propagate(layers: Sequence[LayerSensitivities], widths: Sequence[float], *,
                    + s.fab * v_ab + s.fac * v_ac + fbc * v_ac.T)
             np.fill_diagonal(new, s.h1 * diag + 0.5 * s.h2 * v_aa)
         if duplicates is not None:
-            new[duplicates] = np.broadcast_to(np.diagonal(new)[:, None], new.shape)[duplicates]
+            new[duplicates] = np.diagonal(new)[np.nonzero(duplicates)[0]]  # row i of each pair (i, j)
         shifts.append(new)
         S = new
         if ell >= len(widths):

@@ -613,8 +613,7 @@ def mixed_moment(f: Pointwise, g: Pointwise, variances: Array, cov: Array, *, ki
     """
     va, _, cov = _prepare(variances, variances, cov)
     s = np.sqrt(va)
-    outer = np.outer(s, s)
-    rho = np.clip(np.divide(cov, outer, out=np.zeros_like(cov), where=outer > 0), -1.0, 1.0)
+    rho = _correlation(s, s, cov)
     small = np.abs(rho) <= MEHLER_MAX_CORRELATION
     order = _mehler_order(rho, small)
     ca = _hermite_rows(f, kinks, s, order)
