@@ -38,8 +38,8 @@ from rmtbench.rng import PANEL_ROWS
 from rmtbench.weights import WeightLaw, weight_law, weight_rows
 
 __all__ = [
-    "DeepRandomNet", "EquilibriumNet", "centring_constants", "deep_kernels", "deep_kernels_graph",
-    "equilibrium_kernel_graphs", "seed_kernel_graphs",
+    "DeepRandomNet", "EquilibriumNet", "centring_constants", "deep_kernels", "deep_kernels_graph", "draw_kernel_graphs",
+    "equilibrium_kernel_graphs", "pair_fluctuation_graphs", "seed_kernel_graphs", "seed_sum_graphs",
 ]
 
 Array = NDArray[np.float64]
@@ -273,21 +273,57 @@ def _ones_projection(K: Array) -> Array:
     return K.sum(axis=(1, 2)) / K.shape[1]
 
 
-def seed_kernel_graphs(nets: Sequence[DeepRandomNet], X: Any, n: int, *, ntk: bool = True, sample_block: int = 512,
-                       block_rows: int = 1024) -> tuple[Any, Any, list[Any]]:
-    """Delayed (sum over even draws, sum over odd draws, per-draw 1ᵀK1/n) of the stacked kernels.
+def draw_kernel_graphs(nets: Sequence[DeepRandomNet], X: Any, n: int, *, ntk: bool = True, sample_block: int = 512,
+                       block_rows: int = 1024) -> list[Any]:
+    """One :func:`deep_kernels_graph` per draw (feed them to :func:`seed_sum_graphs` and :func:`pair_fluctuation_graphs`)."""
+    return [deep_kernels_graph(net, X, n, ntk=ntk, sample_block=sample_block, block_rows=block_rows) for net in nets]
 
-    The two half sums give the seed mean ``(even + odd)/len(nets)`` and a Monte-Carlo noise estimate
-    from their difference. Draws are summed pairwise along a fixed tree, so no task holds more than
-    two draws' matrices and the sums do not depend on the scheduler.
+
+def seed_sum_graphs(per_draw: Sequence[Any]) -> tuple[Any, Any, list[Any]]:
+    """Delayed (sum over even draws, sum over odd draws or None, per-draw 1ᵀK1/n) of delayed stacked kernels.
+
+    The two half sums give the seed mean ``(even + odd)/len(per_draw)`` and a Monte-Carlo noise
+    estimate from their difference. Draws are summed pairwise along a fixed tree, so no task holds
+    more than two draws' matrices and the sums do not depend on the scheduler.
     """
     import dask
 
-    per_seed = [deep_kernels_graph(net, X, n, ntk=ntk, sample_block=sample_block, block_rows=block_rows) for net in nets]
-    even = _tree_sum(per_seed[0::2])
-    odd = _tree_sum(per_seed[1::2]) if len(per_seed) > 1 else None
-    ones = [dask.delayed(_ones_projection, pure=True)(k) for k in per_seed]
+    even = _tree_sum(per_draw[0::2])
+    odd = _tree_sum(per_draw[1::2]) if len(per_draw) > 1 else None
+    ones = [dask.delayed(_ones_projection, pure=True)(k) for k in per_draw]
     return even, odd, ones
+
+
+def pair_fluctuation_graphs(per_draw: Sequence[Any], *, layers: int) -> tuple[Any, Any, list[Any]]:
+    """Delayed (sum over even pairs, sum over odd pairs or None, per-pair ‖D‖²_F/(2n)) of D²/2, D = K_2k − K_2k+1.
+
+    Draws 2k and 2k + 1 are independent, so E D²/2 = Var K entry by entry, and the per-pair
+    ‖D‖²_F/(2n) are i.i.d. with mean Σ_ij Var K_ij / n: the mean over the pairs and its standard
+    error come without holding the draws. Only the first ``layers`` stacked kernels are used; an odd
+    last draw is left out. Needs at least two draws.
+    """
+    import dask
+
+    if len(per_draw) < 2:
+        raise ValueError(f"the pair fluctuations need at least 2 draws, got {len(per_draw)}")
+    half_squares = [dask.delayed(_half_square_difference, pure=True)(per_draw[2 * k], per_draw[2 * k + 1], layers)
+                    for k in range(len(per_draw) // 2)]
+    even = _tree_sum(half_squares[0::2])
+    odd = _tree_sum(half_squares[1::2]) if len(half_squares) > 1 else None
+    norms = [dask.delayed(_ones_projection, pure=True)(h) for h in half_squares]  # 1ᵀ(D²/2)1/n = ‖D‖²_F/(2n)
+    return even, odd, norms
+
+
+def _half_square_difference(a: Array, b: Array, layers: int) -> Array:
+    """(a − b)²/2 over the first ``layers`` stacked matrices."""
+    return 0.5 * (a[:layers] - b[:layers]) ** 2
+
+
+def seed_kernel_graphs(nets: Sequence[DeepRandomNet], X: Any, n: int, *, ntk: bool = True, sample_block: int = 512,
+                       block_rows: int = 1024) -> tuple[Any, Any, list[Any]]:
+    """Delayed (sum over even draws, sum over odd draws, per-draw 1ᵀK1/n) of the stacked kernels
+    (:func:`seed_sum_graphs` of :func:`draw_kernel_graphs`)."""
+    return seed_sum_graphs(draw_kernel_graphs(nets, X, n, ntk=ntk, sample_block=sample_block, block_rows=block_rows))
 
 
 def deep_kernels(net: DeepRandomNet, X: Array, *, ntk: bool = True, client: Any = None, sample_block: int = 512,
@@ -411,7 +447,4 @@ def equilibrium_kernel_graphs(nets: Sequence[EquilibriumNet], X: Any, n: int, *,
         pairs = [pair(X, blocks[i], blocks[j], solved[i], solved[j]) for i in range(len(blocks)) for j in range(i, len(blocks))]
         grams.append(dask.delayed(_assemble, pure=True)(n, blocks, *pairs))
         steps.append(dask.delayed(_max_steps, pure=True)(*solved))
-    even = _tree_sum(grams[0::2])
-    odd = _tree_sum(grams[1::2]) if len(grams) > 1 else None
-    ones = [dask.delayed(_ones_projection, pure=True)(g) for g in grams]
-    return even, odd, ones, steps
+    return (*seed_sum_graphs(grams), steps)
