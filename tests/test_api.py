@@ -184,3 +184,17 @@ def test_deep_conjugate_kernels_wrap_the_recursion_and_the_finite_width_mean():
     assert np.array_equal(infinite, np.stack(exact))
     assert np.array_equal(finite, np.stack(exact) + np.stack(shifts))
     assert np.array_equal(finite[0], infinite[0]) and not np.allclose(finite[1], infinite[1], rtol=1e-3)
+
+
+def test_deep_conjugate_kernel_variances_wrap_the_first_order_covariance():
+    """Rows are samples; the same numbers as the column-oriented module; all L widths are needed."""
+    from rmtbench.theory.finite_width import finite_width_moments
+
+    X = np.random.default_rng(4).standard_normal((7, 20)) / np.sqrt(20)
+    acts = ["relu", "erf"]
+    tau0 = float(np.sqrt(np.mean(np.sum(X * X, axis=1))))
+    variances = api.deep_conjugate_kernel_variances(acts, X, widths=[30, 60])
+    assert np.array_equal(variances, np.stack(finite_width_moments(X.T, acts, [30, 60], tau0=tau0).variances))
+    assert variances.shape == (2, 7, 7) and (variances > 0).all()
+    with pytest.raises(ValueError, match="needs 2 widths"):
+        api.deep_conjugate_kernel_variances(acts, X, widths=[30])

@@ -15,7 +15,9 @@ expansion of E F_ℓ(K_{ℓ−1}) around K∞_{ℓ−1}, and the law of total co
 
 with S_0 = C_0 = 0 (the data are fixed). Entry (i, j) of F_ℓ depends only on the triple
 (K_ii, K_jj, K_ij), and entry (i, i) only on K_ii, so both recursions close over each triple: the
-3 × 3 covariance of (K_ii, K_jj, K_ij) is carried per pair, O(n²) numbers per layer.
+3 × 3 covariance of (K_ii, K_jj, K_ij) is carried per pair, O(n²) numbers per layer. Its diagonal
+is itself a prediction: Var K_ℓ,ij to first order, the size of one draw's fluctuation around the
+mean (:func:`finite_width_moments`); at the first layer it is exact, Γ_1(XᵀX)/d_1.
 
 This is what the rank-one term of :func:`rmtbench.theory.deep.finite_width_correction` approximates
 (pitfall P12): that term keeps only the curvature ∂²F/∂K_ij² at K_ij = 0 and the off-diagonal
@@ -44,7 +46,7 @@ weights: for other laws, the first layer's mean already differs at O(1) (pitfall
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,8 +55,9 @@ from numpy.typing import NDArray
 from rmtbench.activations import Activation
 
 __all__ = [
-    "COLLINEAR_MARGIN", "STEP", "LayerSensitivities", "collinear_pairs", "duplicate_pairs", "finite_width_shifts",
-    "layer_sensitivities", "network_sensitivities", "propagate",
+    "COLLINEAR_MARGIN", "STEP", "FiniteWidthMoments", "LayerSensitivities", "collinear_pairs", "duplicate_pairs",
+    "finite_width_moments", "finite_width_shifts", "layer_sensitivities", "network_sensitivities", "propagate",
+    "propagate_moments",
 ]
 
 Array = NDArray[np.float64]
@@ -169,6 +172,15 @@ def duplicate_pairs(X: Array) -> NDArray[np.bool_]:
     return out
 
 
+@dataclass(frozen=True, eq=False)  # arrays: no elementwise ==
+class FiniteWidthMoments:
+    """First-order finite-width moments of every layer's CK: ``shifts[ℓ]`` = E K_ℓ − K∞_ℓ and
+    ``variances[ℓ]`` = Var K_ℓ,ij entry by entry (the diagonal holds Var K_ℓ,ii), both n × n."""
+
+    shifts: list[Array]
+    variances: list[Array]
+
+
 def propagate(layers: Sequence[LayerSensitivities], widths: Sequence[float], *,
               duplicates: NDArray[np.bool_] | None = None) -> list[Array]:
     """S_ℓ = E K_ℓ − K∞_ℓ, ℓ = 1..L, to first order in 1/d, from each layer's sensitivities.
@@ -180,10 +192,29 @@ def propagate(layers: Sequence[LayerSensitivities], widths: Sequence[float], *,
     """
     if len(widths) < len(layers) - 1:
         raise ValueError(f"need at least {len(layers) - 1} widths, got {len(widths)}")
+    return [shift for shift, _ in _layer_moments(layers, widths, duplicates)]
+
+
+def propagate_moments(layers: Sequence[LayerSensitivities], widths: Sequence[float], *,
+                      duplicates: NDArray[np.bool_] | None = None) -> FiniteWidthMoments:
+    """:func:`propagate`, with the first-order variance of every entry: C_ℓ's diagonal, Var K_ℓ,ij.
+
+    The variance of layer ℓ needs d_ℓ, so ``widths`` has all L widths. Duplicates get the diagonal's
+    variance, Var K_ij = Var K_ii (exact: the two entries are equal in every draw); other nearly
+    collinear pairs are NaN, at every layer (their fourth moments are left out with the derivatives).
+    """
+    if len(widths) < len(layers):
+        raise ValueError(f"the variance of every layer needs {len(layers)} widths, got {len(widths)}")
+    shifts, variances = zip(*_layer_moments(layers, widths, duplicates))
+    return FiniteWidthMoments(shifts=list(shifts), variances=list(variances))
+
+
+def _layer_moments(layers: Sequence[LayerSensitivities], widths: Sequence[float],
+                   duplicates: NDArray[np.bool_] | None) -> Iterator[tuple[Array, Array | None]]:
+    """(S_ℓ, Var K_ℓ) per layer; the variance is None past the last width given."""
     n = layers[0].fc.shape[0]
     S = np.zeros((n, n))
     v_aa, v_ab, v_ac, v_cc = np.zeros(n), np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n))
-    shifts = []
     for ell, s in enumerate(layers):
         fb, fbb, fbc = s.fa.T, s.faa.T, s.fac.T
         diag = np.diagonal(S).copy()
@@ -194,11 +225,10 @@ def propagate(layers: Sequence[LayerSensitivities], widths: Sequence[float], *,
                    + 0.5 * (s.faa * v_aa[:, None] + fbb * v_aa[None, :] + s.fcc * v_cc)
                    + s.fab * v_ab + s.fac * v_ac + fbc * v_ac.T)
             np.fill_diagonal(new, s.h1 * diag + 0.5 * s.h2 * v_aa)
-        if duplicates is not None:
-            new[duplicates] = np.diagonal(new)[np.nonzero(duplicates)[0]]  # row i of each pair (i, j)
-        shifts.append(new)
+        _copy_diagonal(new, duplicates)
         S = new
         if ell >= len(widths):
+            yield new, None
             break
         inv_d = 1.0 / float(widths[ell])
         # Var(δK_ii), Cov(δK_ii, δK_jj), Cov(δK_ii, δK_ij), Var(δK_ij): propagated, plus this layer's own.
@@ -208,7 +238,16 @@ def propagate(layers: Sequence[LayerSensitivities], widths: Sequence[float], *,
         v_ab_new = np.outer(s.h1, s.h1) * v_ab + s.g_ab * inv_d
         v_aa = s.h1**2 * v_aa + s.g_aa * inv_d
         v_ab, v_ac, v_cc = v_ab_new, v_ac_new, v_cc_new
-    return shifts
+        variance = v_cc.copy()
+        np.fill_diagonal(variance, v_aa)
+        _copy_diagonal(variance, duplicates)
+        yield new, variance
+
+
+def _copy_diagonal(M: Array, duplicates: NDArray[np.bool_] | None) -> None:
+    """Entry (i, j) of each duplicate pair takes the diagonal's M_ii (in place)."""
+    if duplicates is not None:
+        M[duplicates] = np.diagonal(M)[np.nonzero(duplicates)[0]]  # row i of each pair (i, j)
 
 
 def network_sensitivities(X: Array, activations: Sequence[object], *, tau0: float, nodes: int = 48,
@@ -264,3 +303,22 @@ def finite_width_shifts(X: Array, activations: Sequence[object], widths: Sequenc
     """
     layers = network_sensitivities(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
     return propagate(layers, widths, duplicates=duplicate_pairs(X))
+
+
+def finite_width_moments(X: Array, activations: Sequence[object], widths: Sequence[float], *, tau0: float,
+                         nodes: int = 48, kernels: Sequence[Array] | None = None) -> FiniteWidthMoments:
+    """:func:`finite_width_shifts` and the first-order variance Var K_ℓ,ij of every entry (module docstring).
+
+    Parameters as in :func:`finite_width_shifts`, except that ``widths`` needs all L widths (d_ℓ
+    sets layer ℓ's own fluctuation). The first layer's variance Γ_1(XᵀX)/d_1 is exact; deeper ones
+    carry terms of order 1/d², which are not computed.
+
+    Examples
+    --------
+    >>> X = np.linalg.qr(np.random.default_rng(0).standard_normal((8, 4)))[0]
+    >>> m = finite_width_moments(X, ["linear"], [16], tau0=0.5)  # K_1 = XᵀWᵀWX/16, Wishart: Var K_ii = 2/16
+    >>> round(float(m.variances[0][0, 0]), 10), round(float(m.variances[0][0, 1]), 10)
+    (0.125, 0.0625)
+    """
+    layers = network_sensitivities(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
+    return propagate_moments(layers, widths, duplicates=duplicate_pairs(X))
