@@ -108,7 +108,8 @@ def estimate(cells: list[Any], *, step: str, block_rows: int = 1024) -> dict[str
         memory = threads * per_worker + BYTES * 3 * n * n
         flops = seeds * (2 * d * p * m + d * n * n + 2 * d * n * n_test + 10 * n**3)
         if depth > 1:
-            memory += BYTES * 2 * d * m
+            # two layers of features; the seed sums and pair fluctuations hold about four draws' stacked kernels
+            memory += BYTES * 2 * d * m + BYTES * 4 * (depth + 1) * n * n
             flops += seeds * (depth - 1) * 2 * d * d * m
         seconds = flops / (FLOPS_PER_SECOND * threads)
     else:
@@ -118,10 +119,10 @@ def estimate(cells: list[Any], *, step: str, block_rows: int = 1024) -> dict[str
         flops = depth * n * m * 2500 + 10 * n**3 + max(1, len(cells)) * 100 * n * m
         if cell.get("per_pair_correction"):
             # deep_ck's per-pair finite-width term: ~16 kernel maps and two fourth moments per layer, about
-            # 40 n-by-n arrays at the peak, and one float32 n-by-n shift per width and layer in the store;
+            # 40 n-by-n arrays at the peak, and a float32 n-by-n shift and variance per width and layer in the store;
             # the time is that of tanh on Fashion-MNIST (4% of its pairs take the 2-D rules), with a margin
             widths = len({c.get("d_over_n") for c in cells})
-            memory += BYTES * 40 * n * n + 4 * widths * depth * n * n
+            memory += BYTES * 40 * n * n + 4 * 2 * widths * depth * n * n
             flops += depth * n * n * 150000
         seconds = flops / (FLOPS_PER_SECOND * threads)
     return {"threads": threads, "memory": float(memory), "seconds": float(seconds)}

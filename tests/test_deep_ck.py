@@ -60,11 +60,19 @@ def test_small_sweep_end_to_end(tmp_path):
     table = plan.kind.compare(gathered)
     quantities = set(table["quantity"])
     assert {"ck_equivalent", "ck_equivalent_model", "ntk_equivalent", "ck_empirical", "ck_empirical_corrected",
-            "ck_empirical_per_pair", "ntk_empirical", "ck_ones_excess", "ck_ones_excess_per_pair"} <= quantities
+            "ck_empirical_per_pair", "ntk_empirical", "ck_ones_excess", "ck_ones_excess_per_pair", "ck_variance_per_pair",
+            "ck_fluctuation_per_pair"} <= quantities
     # the per-pair term, like the rank-one term, is 0 at layer 1 and O(1/d) after it
     pair = gathered["ck_ones_predicted_per_pair"].sel(activations="relu+erf+abs", weights="gaussian", dataset="g", n=64)
     assert float(pair.sel(layer=1, d_over_n=1.0)) == 0.0
     assert float(pair.sel(layer=2, d_over_n=1.0)) == pytest.approx(2 * float(pair.sel(layer=2, d_over_n=2.0)), rel=1e-5)
+    # the first-order variance is ∝ 1/d at every layer when all widths scale together
+    fluct = gathered["ck_fluctuation_predicted"].sel(activations="relu+erf+abs", weights="gaussian", dataset="g", n=64)
+    for layer in (1, 2, 3):
+        assert float(fluct.sel(layer=layer, d_over_n=1.0)) == pytest.approx(2 * float(fluct.sel(layer=layer, d_over_n=2.0)),
+                                                                         rel=1e-5)
+    assert gathered["ck_fluctuation"].sizes["draw_pair"] == 1
+    assert table.loc[table.quantity == "ck_variance_per_pair", "mc_floor"].isna().all()  # one pair: no floor
     assert table.loc[table.quantity == "ck_empirical", "mc_floor"].notna().all()
     assert table.loc[table.quantity == "ck_equivalent", "rate"].notna().all()  # two sizes: a fitted rate
     paths = plan.kind.plot(gathered, tmp_path / "figures")
@@ -84,7 +92,8 @@ def test_the_per_pair_term_can_be_switched_off(tmp_path):
     plan, gathered = _run(config, tmp_path)
     assert "ck_error_empirical_per_pair" not in gathered and "ck_error_empirical_corrected" in gathered
     quantities = set(plan.kind.compare(gathered)["quantity"])
-    assert "ck_empirical_corrected" in quantities and not {"ck_empirical_per_pair", "ck_ones_excess_per_pair"} & quantities
+    assert "ck_empirical_corrected" in quantities
+    assert not {"ck_empirical_per_pair", "ck_ones_excess_per_pair", "ck_variance_per_pair", "ck_fluctuation_per_pair"} & quantities
     on = load_sweep(_config(activations=[["relu", "relu"]], n=[32])).experiments["deep"]
     assert set(on.theory_groups()) != set(plan.theory_groups())  # the switch is part of the theory key
 
@@ -101,9 +110,29 @@ def test_collinear_samples_leave_the_per_pair_rows_out_and_say_why(tmp_path):
     table = plan.kind.compare(gathered)
     layer2 = set(table.loc[table.layer == 2, "quantity"])
     assert "ck_empirical_corrected" in layer2 and not {"ck_empirical_per_pair", "ck_ones_excess_per_pair"} & layer2
+    assert not {"ck_variance_per_pair", "ck_fluctuation_per_pair"} & set(table["quantity"])  # not computed at all
     theory = plan.kind.theory(next(iter(plan.theory_groups().values())), RunContext(data_dir=tmp_path))
     assert "nearly collinear" in theory["ck_shift_per_pair"].attrs["not_computed"]
     assert np.isnan(theory["ck_shift_per_pair"].sel(layer=2)).all()  # collinear in the data: nothing after layer 1
+
+
+def test_fluctuation_rows_with_several_pairs_of_draws(tmp_path):
+    """Six draws make three pairs: the per-entry variance gets its floor, the total its z-score and relative error;
+    the simulation's variance matrix is the pairs' mean of (K_2k − K_2k+1)²/2, non-negative and symmetric."""
+    config = _config(activations=[["relu", "relu"]], n=[32], seeds=6)
+    plan, gathered = _run(config, tmp_path)
+    table = plan.kind.compare(gathered)
+    rows = table[table.quantity == "ck_fluctuation_per_pair"]
+    assert len(rows) == 2 and rows[["mean", "sem", "theory", "z_score", "rel_error"]].notna().all().all()
+    assert (rows["theory"] > 0).all()
+    assert table.loc[table.quantity == "ck_variance_per_pair", "mc_floor"].notna().all()
+    assert gathered["ck_fluctuation"].sizes["draw_pair"] == 3
+    sim = plan.kind.simulate(plan.cells[0], RunContext(data_dir=tmp_path))
+    variance = sim["ck_entry_variance"].values
+    assert (variance >= 0).all() and np.array_equal(variance, variance.transpose(0, 2, 1))
+    np.testing.assert_allclose(variance.sum(axis=(1, 2)) / 32, sim["ck_fluctuation"].mean("draw_pair"), rtol=1e-5)
+    paths = plan.kind.plot(gathered, tmp_path / "figures")
+    assert any(p.name.startswith("deep_ck_fluctuations-") for p in paths)
 
 
 def test_estimated_statistics_are_stored_and_shown(tmp_path):

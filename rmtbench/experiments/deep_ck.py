@@ -6,15 +6,19 @@ random MLP centred by constants is pushed through on Dask and the Gram of every 
 network's NTK are accumulated (:mod:`rmtbench.deepnet`). The theory, computed once per (data,
 activation list), is the exact infinite-width CK and NTK of every layer (Gaussian recursion), their
 Gu+22 linear equivalents, and two finite-width terms: the rank-one term of pitfall P12 and the
-entry-by-entry first-order mean of :mod:`rmtbench.theory.finite_width` (option
-``per_pair_correction``). Three comparisons come out:
+entry-by-entry first-order mean of :mod:`rmtbench.theory.finite_width`, with the entries' variance
+(option ``per_pair_correction``). Four comparisons come out:
 
 * linear equivalent against the exact infinite-width kernel (theory against theory: Gu+22's claim),
   with the data-driven ε_i = ‖x_i‖² − τ² (``*_equivalent``) and with Gu+22's V = [J/√p, ψ]
   (``*_equivalent_model``);
 * empirical seed-mean kernels against the exact kernels, raw, with the rank-one term and with the
   per-pair term, next to the Monte-Carlo floor estimated from the two halves of the seeds;
-* the projection 1ᵀ(K_emp − K_∞)1/n against the rank-one term's r_ℓ(n − 1) and the per-pair 1ᵀS_ℓ1/n.
+* the projection 1ᵀ(K_emp − K_∞)1/n against the rank-one term's r_ℓ(n − 1) and the per-pair 1ᵀS_ℓ1/n;
+* one draw's fluctuation around the mean: the variance of every CK entry over the draws against the
+  first-order Var K_ℓ,ij of :mod:`rmtbench.theory.finite_width`, entry by entry (spectral error
+  against its Monte-Carlo floor) and in total, Σ_ij Var K_ℓ,ij / n = E‖K_ℓ − E K_ℓ‖²_F / n (z-score
+  over independent pairs of draws).
 """
 from __future__ import annotations
 
@@ -64,6 +68,16 @@ def kernel_eigenvalues(stack: np.ndarray) -> np.ndarray:
         return np.stack([eigvalsh(np.asarray(k, dtype=float)) for k in stack])
 
 
+def _pair_variance(halves: list[np.ndarray], pairs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-entry variance (layer, n, n) from the even- and odd-pair sums of D²/2, and its noise per layer
+    ‖mean(even pairs) − mean(odd pairs)‖/2 (NaN with one pair)."""
+    n_even = len(range(0, pairs, 2))
+    if len(halves) == 1:
+        return halves[0] / n_even, np.full(halves[0].shape[0], np.nan)
+    even, odd = halves
+    return (even + odd) / pairs, _spectral_norms((even / n_even - odd / (pairs - n_even)) / 2.0)
+
+
 def layer_widths(cell: Cell, depth: int, *, d_over_n: float | None = None) -> list[int]:
     """Hidden widths d_l = round(d_over_n * n * m_l), m_l from the ``width_profile`` option (1 without one)."""
     ratio = float(cell["d_over_n"]) if d_over_n is None else float(d_over_n)
@@ -71,31 +85,34 @@ def layer_widths(cell: Cell, depth: int, *, d_over_n: float | None = None) -> li
     return [max(1, int(round(ratio * int(cell["n"]) * float(m)))) for m in profile]
 
 
-def per_pair_shifts(cell: Cell, X: np.ndarray, activations: list[Any], ratios: list[float], *, tau0: float,
-                    kernels: list[np.ndarray]) -> tuple[np.ndarray, int, str]:
-    """S_ℓ of :mod:`rmtbench.theory.finite_width` for every width ratio, float32 (ratio, layer, n, n), the
-    number of nearly collinear pairs left out, and why ('' when none is).
+def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: list[float], *, tau0: float,
+                     kernels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int, str]:
+    """S_ℓ and Var K_ℓ of :mod:`rmtbench.theory.finite_width` for every width ratio, float32 (ratio, layer,
+    n, n) each, the number of nearly collinear pairs left out, and why ('' when none is).
 
     The layers' sensitivities depend on the infinite-width kernels only: computed once, propagated per ratio.
     Entries of nearly collinear pairs (not duplicates) are NaN, as :mod:`rmtbench.theory.finite_width` says;
-    when the data themselves have such pairs, nothing after the first layer is computed.
+    when the data themselves have such pairs, nothing is computed but the first layer's shift (0).
     """
-    from rmtbench.theory.finite_width import collinear_pairs, duplicate_pairs, network_sensitivities, propagate
+    from rmtbench.theory.finite_width import collinear_pairs, duplicate_pairs, network_sensitivities, propagate_moments
 
     depth, duplicates = len(activations), duplicate_pairs(X)
     n = X.shape[1]
     in_data = int(np.triu(collinear_pairs(X.T @ X) & ~duplicates, 1).sum())
-    if in_data:  # their entries would be NaN from layer 2 on: skip the work
+    if in_data:  # their entries would be NaN from layer 2 on (the variance from layer 1): skip the work
         shifts = np.full((len(ratios), depth, n, n), np.nan, dtype=np.float32)
         shifts[:, 0] = 0.0  # the first layer's mean is exact
-        return shifts, in_data, (f"{in_data} pairs of samples of the data are nearly collinear (1 - |rho| < 0.01, not duplicates): "
-                        "the first-order expansion does not hold for them, so the per-pair term is not computed after layer 1")
+        return shifts, np.full_like(shifts, np.nan), in_data, (
+            f"{in_data} pairs of samples of the data are nearly collinear (1 - |rho| < 0.01, not duplicates): the "
+            "first-order expansion does not hold for them, so the per-pair terms are not computed (the shift after layer 1)")
     layers = network_sensitivities(X, activations, tau0=tau0, nodes=int(cell["kernel_nodes"]), kernels=kernels)
-    shifts = np.stack([np.stack(propagate(layers, layer_widths(cell, depth, d_over_n=r), duplicates=duplicates))
-                       for r in ratios]).astype(np.float32)
-    later = int(np.triu(np.isnan(shifts).any(axis=(0, 1)), 1).sum())
-    return shifts, later, (f"{later} pairs of samples become nearly collinear (1 - |rho| < 0.01) at some layer: outside the "
-                    "expansion, their entries are NaN, and the per-pair rows of the layers after it with them" if later else "")
+    moments = [propagate_moments(layers, layer_widths(cell, depth, d_over_n=r), duplicates=duplicates) for r in ratios]
+    shifts = np.array([m.shifts for m in moments], dtype=np.float32)
+    variances = np.array([m.variances for m in moments], dtype=np.float32)
+    later = int(np.triu(np.isnan(variances).any(axis=(0, 1)), 1).sum())
+    return shifts, variances, later, (
+        f"{later} pairs of samples become nearly collinear (1 - |rho| < 0.01) at some layer: outside the expansion, "
+        "their entries are NaN, and the per-pair rows of the layers after it with them" if later else "")
 
 
 class DeepConjugateKernel(Experiment):
@@ -130,9 +147,10 @@ class DeepConjugateKernel(Experiment):
                         "description": "Largest depth of the alpha-ratio figure."},
         "per_pair_correction": {"type": "boolean", "default": True,
                                 "description": "Also compute the entry-by-entry first-order finite-width mean E K_l - K_inf,l "
-                                               "for Gaussian weights (rmtbench.theory.finite_width; about 40 n x n float64 "
-                                               "arrays at the peak, and an n x n float32 matrix per width and layer in the "
-                                               "theory store). Nearly collinear pairs of samples are left out (NaN)."},
+                                               "and variance Var K_l,ij for Gaussian weights (rmtbench.theory.finite_width; "
+                                               "about 40 n x n float64 arrays at the peak, and two n x n float32 matrices per "
+                                               "width and layer in the theory store). Nearly collinear pairs of samples are "
+                                               "left out (NaN)."},
         "width_profile": {"type": ["array", "null"], "items": POSITIVE, "minItems": 1, "default": None,
                           "description": "Per-layer width multipliers m_l (one per layer of every network of the block): "
                                          "d_l = round(d_over_n * n * m_l); null: the same width in every layer."},
@@ -170,7 +188,7 @@ class DeepConjugateKernel(Experiment):
         import xarray as xr
 
         from rmtbench.activations import get_activation
-        from rmtbench.deepnet import DeepRandomNet, seed_kernel_graphs
+        from rmtbench.deepnet import DeepRandomNet, draw_kernel_graphs, pair_fluctuation_graphs, seed_sum_graphs
         from rmtbench.parallel import compute
         from rmtbench.store import provenance
         from rmtbench.theory.deep import data_statistics
@@ -187,12 +205,17 @@ class DeepConjugateKernel(Experiment):
         base = DeepRandomNet.centred(acts, widths, laws if len(laws) > 1 else laws[0], tau0=stats.tau,
                                      root_seed=cell.root_seed, key=("deep_ck", data_key(cell), label, 0))
         nets = [replace(base, key=("deep_ck", data_key(cell), label, seed)) for seed in range(seeds)]
-        even, odd, ones = seed_kernel_graphs(nets, dask.delayed(data.X), n, ntk=ntk, sample_block=int(cell["sample_block"]),
-                                             block_rows=ctx.block_rows)
-        even, odd, *ones = compute(ctx.client, even, odd, *ones)
+        per_draw = draw_kernel_graphs(nets, dask.delayed(data.X), n, ntk=ntk, sample_block=int(cell["sample_block"]),
+                                      block_rows=ctx.block_rows)
+        even, odd, ones = seed_sum_graphs(per_draw)
+        pairs_even, pairs_odd, pair_norms = pair_fluctuation_graphs(per_draw, layers=depth)
+        both_halves = [pairs_even] + ([pairs_odd] if pairs_odd is not None else [])
+        even, odd, *rest = compute(ctx.client, even, odd, *both_halves, *ones, *pair_norms)
+        halves, ones, pair_norms = rest[:len(both_halves)], rest[len(both_halves):len(both_halves) + seeds], rest[-(seeds // 2):]
         n_even, n_odd = len(range(0, seeds, 2)), len(range(1, seeds, 2))
         mean = (even + odd) / seeds
         floor = _spectral_norms((even / n_even - odd / n_odd) / 2.0)
+        variance, variance_floor = _pair_variance(halves, seeds // 2)
         eig = kernel_eigenvalues(mean[:depth])  # CK spectra only: the figures do not use the NTK's
         ones = np.array(ones)
         nan_matrix = np.full((n, n), np.nan, dtype=np.float32)
@@ -207,9 +230,18 @@ class DeepConjugateKernel(Experiment):
                 "ck_ones": (("seed", "layer"), ones[:, :depth], {"description": "1^T (Sigma_l^T Sigma_l) 1 / n per draw"}),
                 "ntk_ones": (("seed",), ones[:, depth] if ntk else np.full(seeds, np.nan)),
                 "ck_eigenvalues": (("layer", "eig"), eig, {"long_name": "eigenvalues of the seed-mean empirical CK"}),
+                "ck_entry_variance": (("layer", "row", "col"), variance.astype(np.float32),
+                                      {"long_name": "variance of each CK entry over the draws",
+                                       "description": "mean of (K_2k - K_2k+1)^2 / 2 over the pairs of draws (float32)"}),
+                "ck_variance_floor_norm": (("layer",), variance_floor,
+                                           {"description": "||variance(even pairs) - variance(odd pairs)||/2: Monte-Carlo noise of "
+                                                           "ck_entry_variance (NaN below two pairs)"}),
+                "ck_fluctuation": (("draw_pair", "layer"), np.array(pair_norms).reshape(seeds // 2, depth),
+                                   {"description": "||K_2k - K_2k+1||_F^2 / (2n) per pair of draws: mean sum_ij Var K_ij / n"}),
                 "width": (("layer",), np.array(widths, dtype=float), {"long_name": "hidden width d_l"}),
             },
-            coords={"layer": np.arange(1, depth + 1), "seed": np.arange(seeds), "eig": np.arange(n)},
+            coords={"layer": np.arange(1, depth + 1), "seed": np.arange(seeds), "draw_pair": np.arange(seeds // 2),
+                    "eig": np.arange(n)},
             attrs=provenance(cell=cell.to_json(), data=data.meta, tau0=stats.tau, shifts=list(nets[0].shifts)),
         )
 
@@ -249,11 +281,16 @@ class DeepConjugateKernel(Experiment):
         rank_one = np.array([finite_width_correction(coefs, layer_widths(first, depth, d_over_n=r)) for r in ratios])
         per_pair = {}
         if first.get("per_pair_correction"):
-            shifts, excluded, why = per_pair_shifts(first, X, acts, ratios, tau0=stats.tau, kernels=kernels.ck)
+            shifts, variances, excluded, why = per_pair_moments(first, X, acts, ratios, tau0=stats.tau, kernels=kernels.ck)
+            reason = {"not_computed": why} if why else {}
             per_pair["ck_shift_per_pair"] = (
                 ("d_over_n", "layer", "row", "col"), shifts,
                 {"long_name": "first-order finite-width mean E K_l - K_inf,l, entry by entry, for Gaussian weights",
-                 "source": "rmtbench.theory.finite_width (float32)", **({"not_computed": why} if why else {})})
+                 "source": "rmtbench.theory.finite_width (float32)", **reason})
+            per_pair["ck_variance_per_pair"] = (
+                ("d_over_n", "layer", "row", "col"), variances,
+                {"long_name": "first-order finite-width variance Var K_l,ij, entry by entry, for Gaussian weights",
+                 "source": "rmtbench.theory.finite_width (float32)", **reason})
             per_pair["per_pair_collinear_pairs"] = ((), excluded,
                                                     {"long_name": "nearly collinear pairs of samples (the reason is the "
                                                                   "not_computed attribute of ck_shift_per_pair)"})
@@ -312,7 +349,8 @@ class DeepConjugateKernel(Experiment):
         return error_table(gathered, list(self.axes), QUANTITIES, ones=ONES)
 
     def plot(self, gathered: Any, outdir: Path) -> list[Path]:
-        return spectra_figures(gathered, outdir) + error_figures(gathered, outdir) + ratio_figures(gathered, outdir)
+        return (spectra_figures(gathered, outdir) + error_figures(gathered, outdir) + fluctuation_figures(gathered, outdir)
+                + ratio_figures(gathered, outdir))
 
 
 #: (quantity, error variable, Monte-Carlo floor variable or None) of the error table.
@@ -324,17 +362,21 @@ QUANTITIES = [
     ("ck_empirical", "ck_error_empirical", "ck_mc_floor"),
     ("ck_empirical_corrected", "ck_error_empirical_corrected", "ck_mc_floor"),
     ("ck_empirical_per_pair", "ck_error_empirical_per_pair", "ck_mc_floor"),
+    ("ck_variance_per_pair", "ck_error_variance", "ck_variance_floor"),
     ("ntk_empirical", "ntk_error_empirical", "ntk_mc_floor"),
 ]
 
-#: (quantity, per-seed excess variable, prediction variable) of the 1ᵀ(K − K_∞)1/n rows.
-ONES = [("ck_ones_excess", "ck_ones_excess", "ck_ones_predicted"),
-        ("ck_ones_excess_per_pair", "ck_ones_excess", "ck_ones_predicted_per_pair")]
+#: (quantity, per-draw variable, prediction variable, relative) of the rows with a z-score: 1ᵀ(K − K_∞)1/n per
+#: draw, and ‖K_2k − K_2k+1‖²_F/(2n) per pair of draws against Σ_ij Var K_ij / n; ``relative``: the rows also
+#: give rel_error = (mean − prediction)/prediction (not for the excess, whose prediction is 0 at layer 1).
+ONES = [("ck_ones_excess", "ck_ones_excess", "ck_ones_predicted", False),
+        ("ck_ones_excess_per_pair", "ck_ones_excess", "ck_ones_predicted_per_pair", False),
+        ("ck_fluctuation_per_pair", "ck_fluctuation", "ck_fluctuation_predicted", True)]
 
 _KEEP_THEORY = ("ck_exact_eigenvalues", "ck_equivalent_eigenvalues", "ck_equivalent_error", "ck_equivalent_error_model", "ntk_equivalent_error", "ntk_equivalent_error_model",
                 "tau", "shift", "alpha", "beta", "kappa2", "rank_one", "per_pair_collinear_pairs", "ratio_alpha", "tau0", "stat_estimated",
                 "stat_class_fraction", "stat_t", "stat_T", "stat_psi_std")
-_KEEP_SIM = ("ck_eigenvalues", "width", "ck_ones")
+_KEEP_SIM = ("ck_eigenvalues", "width", "ck_ones", "ck_fluctuation")
 
 
 def cell_summary(sim: Any, theory: Any) -> Any:
@@ -344,7 +386,10 @@ def cell_summary(sim: Any, theory: Any) -> Any:
     same with K_∞ + r_ℓ(11ᵀ − I); ``ck_error_empirical_per_pair``: with K_∞ + S_ℓ, the per-pair term (when
     the theory has it); ``ck_mc_floor``: the seed halves' noise over ||K_∞||; the NTK the same at the last
     layer (no finite-width correction); ``ck_ones_excess``: 1ᵀ(K_emp,seed − K_∞)1/n per seed, against
-    ``ck_ones_predicted`` = r_ℓ (n − 1) and ``ck_ones_predicted_per_pair`` = 1ᵀS_ℓ1/n.
+    ``ck_ones_predicted`` = r_ℓ (n − 1) and ``ck_ones_predicted_per_pair`` = 1ᵀS_ℓ1/n. With the per-pair
+    variance: ``ck_error_variance`` = ‖V_emp − V_ℓ‖/‖V_ℓ‖ for the per-entry variance over the draws,
+    ``ck_variance_floor`` its noise over ‖V_ℓ‖, and ``ck_fluctuation_predicted`` = Σ_ij (V_ℓ)_ij / n, the
+    mean of the per-pair ``ck_fluctuation``.
     """
     import xarray as xr
 
@@ -364,7 +409,8 @@ def cell_summary(sim: Any, theory: Any) -> Any:
     n = sim.sizes["row"]
     raw, corrected, floor, ones_excess, ones_pred = [], [], [], [], []
     has_pair = "ck_shift_per_pair" in theory
-    pair_error, pair_ones = [], []
+    has_variance = "ck_variance_per_pair" in theory and "ck_entry_variance" in sim
+    pair_error, pair_ones, variance_error, variance_floor, fluctuation = [], [], [], [], []
     for i, layer in enumerate(layers):
         exact = np.asarray(theory["ck_exact"].sel(layer=layer).values, dtype=float)
         emp = np.asarray(sim["ck"].sel(layer=layer).values, dtype=float)
@@ -380,6 +426,14 @@ def cell_summary(sim: Any, theory: Any) -> Any:
             complete = bool(np.isfinite(shift).all())  # nearly collinear pairs are NaN: no per-pair rows then
             pair_error.append(relative_error(emp, exact + shift) if complete else np.nan)
             pair_ones.append(shift.sum() / n if complete else np.nan)
+        if has_variance:
+            predicted = np.asarray(theory["ck_variance_per_pair"].sel(layer=layer).values, dtype=float)
+            complete = bool(np.isfinite(predicted).all())
+            measured = np.asarray(sim["ck_entry_variance"].sel(layer=layer).values, dtype=float)
+            variance_error.append(relative_error(measured, predicted) if complete else np.nan)
+            variance_floor.append(float(sim["ck_variance_floor_norm"].sel(layer=layer)) / spectral_norm(predicted)
+                                  if complete else np.nan)
+            fluctuation.append(predicted.sum() / n if complete else np.nan)
     last = layers[-1]
     ntk_exact = np.asarray(theory["ntk_exact"].sel(layer=last).values, dtype=float)
     ntk_emp = np.asarray(sim["ntk"].values, dtype=float)
@@ -395,6 +449,9 @@ def cell_summary(sim: Any, theory: Any) -> Any:
         ck_ones_predicted=(("layer",), np.array(ones_pred)),
         **({"ck_error_empirical_per_pair": (("layer",), np.array(pair_error)),
             "ck_ones_predicted_per_pair": (("layer",), np.array(pair_ones))} if has_pair else {}),
+        **({"ck_error_variance": (("layer",), np.array(variance_error)),
+            "ck_variance_floor": (("layer",), np.array(variance_floor)),
+            "ck_fluctuation_predicted": (("layer",), np.array(fluctuation))} if has_variance else {}),
         ntk_error_empirical=((), ntk_error),
         ntk_mc_floor=((), ntk_floor),
     )
@@ -405,12 +462,13 @@ def cell_summary(sim: Any, theory: Any) -> Any:
 
 
 def error_table(gathered: Any, axes: list[str], quantities: list[tuple[str, str, str | None]], *,
-                ones: list[tuple[str, str, str]] = ()) -> Any:
+                ones: list[tuple[str, str, str, bool]] = ()) -> Any:
     """Tidy table: one row per (quantity, cell, layer) with the relative error, its Monte-Carlo floor and
     the rate of the error in n fitted over the sizes of its group (``rate`` ± ``rate_stderr``).
 
-    ``ones`` lists (quantity, per-seed variable, prediction variable): rows with the seed mean, its
-    standard error, the prediction and the z-score.
+    ``ones`` lists (quantity, per-draw variable, prediction variable, relative): rows with the mean over the
+    draws (dimension ``seed``, or ``draw_pair`` for pairs of draws), its standard error, the prediction and the
+    z-score, and with ``relative`` the relative error of the mean, which the rate is then fitted to.
     """
     import pandas as pd
 
@@ -425,16 +483,19 @@ def error_table(gathered: Any, axes: list[str], quantities: list[tuple[str, str,
             frame["mc_floor"] = gathered[floor].drop_attrs().rename("mc_floor").broadcast_like(gathered[var]).to_dataframe().reset_index()["mc_floor"]
         frame.insert(0, "quantity", quantity)
         frames.append(frame.dropna(subset=["rel_error"]))
-    for quantity, per_seed, predicted in ones:
+    for quantity, per_seed, predicted, relative in ones:
         if per_seed not in gathered or predicted not in gathered:
             continue
         excess = gathered[per_seed]
-        count = excess.count("seed")
-        mean = excess.mean("seed")
-        sem = excess.std("seed", ddof=1) / np.sqrt(count)
+        draws = "seed" if "seed" in excess.dims else "draw_pair"
+        count = excess.count(draws)
+        mean = excess.mean(draws)
+        sem = excess.std(draws, ddof=1) / np.sqrt(count)
         frame = xr_frame({"mean": mean, "sem": sem, "theory": gathered[predicted]})
         frame = frame.dropna(subset=["mean", "theory"])
         frame["z_score"] = (frame["mean"] - frame["theory"]) / frame["sem"]
+        if relative:
+            frame["rel_error"] = (frame["mean"] - frame["theory"]) / frame["theory"]
         frame.insert(0, "quantity", quantity)
         frames.append(frame)
     if not frames:
@@ -443,9 +504,11 @@ def error_table(gathered: Any, axes: list[str], quantities: list[tuple[str, str,
     keys = [c for c in ["quantity", *axes, "layer"] if c in table.columns and c != "n"]
     rates = []
     for _, group in table.groupby(keys, dropna=False, sort=False):
-        usable = group[np.isfinite(group.get("rel_error", pd.Series(np.nan, index=group.index)).astype(float))]
-        usable = usable[usable["rel_error"] > 0] if "rel_error" in usable else usable
-        rate, err = convergence_rate(usable["n"], usable["rel_error"]) if usable["n"].nunique() >= 2 else (np.nan, np.nan)
+        # |rel_error|: signed in the relative z-score rows
+        size = group.get("rel_error", pd.Series(np.nan, index=group.index)).astype(float).abs()
+        usable = np.isfinite(size) & (size > 0)
+        sizes = group.loc[usable, "n"]
+        rate, err = convergence_rate(sizes, size[usable]) if sizes.nunique() >= 2 else (np.nan, np.nan)
         rates.append(pd.DataFrame({"rate": rate, "rate_stderr": err}, index=group.index))
     return table.join(pd.concat(rates))
 
@@ -611,6 +674,53 @@ def error_figures(ds: Any, outdir: Path) -> list[Path]:
             "Legends give the fitted rates n^slope."
         )
         paths.append(save_figure(fig, outdir, name, caption))
+    return paths
+
+
+def fluctuation_figures(ds: Any, outdir: Path) -> list[Path]:
+    """Measured over first-order Σ_ij Var K_ℓ,ij against the layer's width, one panel per layer."""
+    from rmtbench.plots import COLORS, iterate_panels, log_axis, pyplot, save_figure
+
+    if "ck_fluctuation_predicted" not in ds or "ck_fluctuation" not in ds:
+        return []
+    plt = pyplot()
+    paths = []
+    for key, sub in iterate_panels(ds, ["weights", "dataset"]):
+        ratio = sub["ck_fluctuation"].mean("draw_pair") / sub["ck_fluctuation_predicted"]
+        sem = (sub["ck_fluctuation"].std("draw_pair", ddof=1) / np.sqrt(sub["ck_fluctuation"].count("draw_pair"))
+               / sub["ck_fluctuation_predicted"])
+        layers = [layer for layer in sub["layer"].values if np.isfinite(ratio.sel(layer=layer).values).any()]
+        if not layers:
+            continue
+        fig, axes = plt.subplots(1, len(layers), figsize=(3.2 * len(layers), 3.0), squeeze=False, sharey=True)
+        for ax, layer in zip(axes[0], layers):
+            for i, acts in enumerate(sub["activations"].values):
+                for j, n in enumerate(sub["n"].values):
+                    cell = dict(activations=acts, n=n, layer=layer)
+                    y, e = ratio.sel(cell).values.astype(float), sem.sel(cell).values.astype(float)
+                    width = sub["width"].sel(cell).values.astype(float)
+                    ok = np.isfinite(y) & np.isfinite(width)
+                    if ok.any():
+                        ax.errorbar(width[ok], y[ok], yerr=2 * np.nan_to_num(e[ok]), fmt="os^v"[j % 4] + "-",
+                                    color=COLORS[i % len(COLORS)], ms=3.5, capsize=2, label=f"{acts}, n={n}")
+            ax.axhline(1.0, color="k", lw=0.8, ls=":")
+            log_axis(ax, "x")
+            ax.set_xlabel(f"width d_{layer}")
+            ax.set_title(f"layer {layer}")
+        axes[0][0].set_ylabel("measured / first-order")
+        axes[0][-1].legend(fontsize=6)
+        fig.suptitle(f"CK fluctuations E||K - E K||_F^2 · W {key['weights']} · {key['dataset']}", y=1.03)
+        fig.tight_layout()
+        caption = (
+            f"One draw's fluctuation of the per-layer conjugate kernel of deep random MLPs on {key['dataset']} (weights "
+            f"{key['weights']}): the total variance of the CK entries, sum_ij Var K_l,ij = E||K_l - E K_l||_F^2, measured "
+            "as the mean of ||K_2k - K_2k+1||_F^2 / 2 over independent pairs of draws, divided by its first-order value "
+            "in 1/d (rmtbench.theory.finite_width: the covariance of the per-pair expansion, exact at layer 1), against "
+            "the layer's width; bars are two standard errors over the pairs. After layer 1 the first-order value has a "
+            "relative error of order 1/d (the next order is not computed), so the points approach 1 like 1/d. The "
+            "derivation assumes Gaussian weights."
+        )
+        paths.append(save_figure(fig, outdir, f"deep_ck_fluctuations-{key['weights']}-{key['dataset']}", caption))
     return paths
 
 
