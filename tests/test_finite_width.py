@@ -110,17 +110,18 @@ def test_per_pair_shift_matches_monte_carlo_where_the_rank_one_term_does_not(act
         assert error <= 1.15 * floor
         if layer == 0:  # Γ_1(XᵀX)/d_1 is exact: within the noise (deeper layers: test_first_order_variance_...)
             assert abs(z_var) <= 3.0
-            assert var_error <= 1.15 * var_floor
+            assert var_error <= 1.5 * var_floor  # 1.15 would fail 12-17% of exact cases (measured in review)
         if layer + 1 == rank_one_fails_at:
             assert abs(z_rank_one) > 2.5 and abs(z_rank_one) > 2 * abs(z)
 
 
-def test_first_order_variance_is_off_by_order_one_over_d_squared():
-    """Var K_ℓ,ij at first order has a relative error O(1/d) after layer 1 (E Γ_ℓ(K_ℓ−1) ≠ Γ_ℓ(K∞_ℓ−1), and
-    the curvature of F_ℓ, are of the next order). Measured on relu³: d·(total/predicted − 1) about 2.8 at
-    layer 2 and 7.3 at layer 3, the same at d = 96 and d = 384. The test asserts that sameness (within 3
-    standard errors), which an error of order one would break (it would grow 4 times), and that layer 1 is
-    within the noise at both widths."""
+def test_first_order_variance_has_a_relative_error_of_order_one_over_d():
+    """Var K_ℓ,ij at first order has a relative error c/d after layer 1: E Γ_ℓ(K_ℓ−1) ≠ Γ_ℓ(K∞_ℓ−1), the third
+    cumulants of K_ℓ−1, the curvature of F_ℓ and DΓ_ℓ[S_ℓ−1] are of the next order. On relu³ (this data),
+    d·(total/predicted − 1) is 2.8 ± 0.4 and 1.2 ± 0.9 at layer 2, 7.3 ± 0.5 and 7.3 ± 1.1 at layer 3, at
+    d = 96 and 384 (a review measured c ≈ 3.0 and 8.3 flat from d = 48 to 384 with up to 20 000 draws). The
+    test asserts that d·(ratio − 1) is the same at both widths (within 3 standard errors), which an error
+    of order one would break (it would grow 4 times), and that layer 1 is within the noise at both."""
     scaled = {}
     for ratio in (1.5, 6.0):
         data, stats, widths, _, _, _, variance = _monte_carlo(["relu"] * 3, n=64, p_over_n=4.0, ratio=ratio, seeds=1000)
@@ -140,8 +141,9 @@ def test_first_order_variance_is_off_by_order_one_over_d_squared():
 
 
 def test_duplicate_samples_follow_the_diagonal_and_collinear_pairs_are_left_out():
-    """x_1 = x_0 gives K_01 = K_00 in every draw, so S_01 = S_00 exactly; x_3 nearly parallel to x_2
-    (1 − ρ = 1e-4) is outside the expansion, so its entries are NaN from layer 2 on, and no other entry is."""
+    """x_1 = x_0 gives K_01 = K_00 in every draw, so S_01 = S_00 and Var K_01 = Var K_00 exactly; x_3 nearly
+    parallel to x_2 (1 − ρ = 1e-4) is outside the expansion, so its entries are NaN from layer 2 on, and no
+    other entry is."""
     rng = np.random.default_rng(2)
     X = rng.standard_normal((40, 8)) / math.sqrt(40)
     X[:, 1] = X[:, 0]
@@ -156,3 +158,10 @@ def test_duplicate_samples_follow_the_diagonal_and_collinear_pairs_are_left_out(
     for layer in (1, 2):
         assert np.array_equal(np.isnan(S[layer]), nan)
         assert S[layer][0, 1] == S[layer][1, 0] == S[layer][0, 0] != 0.0
+    # the variance: Γ_1/d_1 needs no expansion, so layer 1 is finite for every pair; later layers as the mean
+    V = finite_width_moments(X, ["relu", "relu", "tanh"], [64, 64, 64], tau0=1.0).variances
+    assert np.isfinite(V[0]).all() and V[0][2, 3] > 0
+    for layer in (1, 2):
+        assert np.array_equal(np.isnan(V[layer]), nan)
+    for layer in range(3):
+        assert V[layer][0, 1] == V[layer][1, 0] == V[layer][0, 0] > 0.0

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
@@ -91,24 +91,30 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
     n, n) each, the number of nearly collinear pairs left out, and why ('' when none is).
 
     The layers' sensitivities depend on the infinite-width kernels only: computed once, propagated per ratio.
-    Entries of nearly collinear pairs (not duplicates) are NaN, as :mod:`rmtbench.theory.finite_width` says;
-    when the data themselves have such pairs, nothing is computed but the first layer's shift (0).
+    Entries of nearly collinear pairs (not duplicates) are NaN after layer 1, as :mod:`rmtbench.theory.finite_width`
+    says; when the data themselves have such pairs, only the first layer (shift 0, exact variance) is computed.
     """
     from rmtbench.theory.finite_width import collinear_pairs, duplicate_pairs, network_sensitivities, propagate_moments
 
     depth, duplicates = len(activations), duplicate_pairs(X)
-    n = X.shape[1]
+    n, nodes = X.shape[1], int(cell["kernel_nodes"])
+
+    def moments(layers: list[Any], ratio: float) -> tuple[np.ndarray, np.ndarray]:  # float32 at once: n² per layer
+        m = propagate_moments(layers, layer_widths(cell, depth, d_over_n=ratio)[: len(layers)], duplicates=duplicates)
+        return np.array(m.shifts, dtype=np.float32), np.array(m.variances, dtype=np.float32)
+
     in_data = int(np.triu(collinear_pairs(X.T @ X) & ~duplicates, 1).sum())
-    if in_data:  # their entries would be NaN from layer 2 on (the variance from layer 1): skip the work
+    if in_data:  # their entries would be NaN from layer 2 on: skip the work
         shifts = np.full((len(ratios), depth, n, n), np.nan, dtype=np.float32)
-        shifts[:, 0] = 0.0  # the first layer's mean is exact
-        return shifts, np.full_like(shifts, np.nan), in_data, (
+        variances = np.full_like(shifts, np.nan)
+        first = network_sensitivities(X, activations[:1], tau0=tau0, nodes=nodes, kernels=kernels[:1])
+        for i, r in enumerate(ratios):
+            shifts[i, :1], variances[i, :1] = moments(first, r)
+        return shifts, variances, in_data, (
             f"{in_data} pairs of samples of the data are nearly collinear (1 - |rho| < 0.01, not duplicates): the "
-            "first-order expansion does not hold for them, so the per-pair terms are not computed (the shift after layer 1)")
-    layers = network_sensitivities(X, activations, tau0=tau0, nodes=int(cell["kernel_nodes"]), kernels=kernels)
-    moments = [propagate_moments(layers, layer_widths(cell, depth, d_over_n=r), duplicates=duplicates) for r in ratios]
-    shifts = np.array([m.shifts for m in moments], dtype=np.float32)
-    variances = np.array([m.variances for m in moments], dtype=np.float32)
+            "first-order expansion does not hold for them, so the per-pair terms are computed at layer 1 only")
+    layers = network_sensitivities(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
+    shifts, variances = (np.stack(a) for a in zip(*(moments(layers, r) for r in ratios)))
     later = int(np.triu(np.isnan(variances).any(axis=(0, 1)), 1).sum())
     return shifts, variances, later, (
         f"{later} pairs of samples become nearly collinear (1 - |rho| < 0.01) at some layer: outside the expansion, "
@@ -366,12 +372,22 @@ QUANTITIES = [
     ("ntk_empirical", "ntk_error_empirical", "ntk_mc_floor"),
 ]
 
-#: (quantity, per-draw variable, prediction variable, relative) of the rows with a z-score: 1ᵀ(K − K_∞)1/n per
-#: draw, and ‖K_2k − K_2k+1‖²_F/(2n) per pair of draws against Σ_ij Var K_ij / n; ``relative``: the rows also
-#: give rel_error = (mean − prediction)/prediction (not for the excess, whose prediction is 0 at layer 1).
-ONES = [("ck_ones_excess", "ck_ones_excess", "ck_ones_predicted", False),
-        ("ck_ones_excess_per_pair", "ck_ones_excess", "ck_ones_predicted_per_pair", False),
-        ("ck_fluctuation_per_pair", "ck_fluctuation", "ck_fluctuation_predicted", True)]
+class ZRow(NamedTuple):
+    """Rows of the error table with a z-score: the mean of ``per_draw`` over dimension ``draws`` against ``prediction``."""
+
+    quantity: str
+    per_draw: str
+    draws: str
+    prediction: str
+    relative: bool  # also rel_error = (mean − prediction)/prediction (not where the prediction can be 0)
+
+
+#: 1ᵀ(K − K_∞)1/n per draw against both finite-width means (0 at layer 1), and ‖K_2k − K_2k+1‖²_F/(2n) per
+#: pair of draws against Σ_ij Var K_ij / n. After layer 1 the last is biased by the next order, c/d relative:
+#: with many draws its z-scores are large by design, and rel_error·d measures c (docs/findings.md).
+ONES = [ZRow("ck_ones_excess", "ck_ones_excess", "seed", "ck_ones_predicted", False),
+        ZRow("ck_ones_excess_per_pair", "ck_ones_excess", "seed", "ck_ones_predicted_per_pair", False),
+        ZRow("ck_fluctuation_per_pair", "ck_fluctuation", "draw_pair", "ck_fluctuation_predicted", True)]
 
 _KEEP_THEORY = ("ck_exact_eigenvalues", "ck_equivalent_eigenvalues", "ck_equivalent_error", "ck_equivalent_error_model", "ntk_equivalent_error", "ntk_equivalent_error_model",
                 "tau", "shift", "alpha", "beta", "kappa2", "rank_one", "per_pair_collinear_pairs", "ratio_alpha", "tau0", "stat_estimated",
@@ -462,13 +478,13 @@ def cell_summary(sim: Any, theory: Any) -> Any:
 
 
 def error_table(gathered: Any, axes: list[str], quantities: list[tuple[str, str, str | None]], *,
-                ones: list[tuple[str, str, str, bool]] = ()) -> Any:
+                ones: list[ZRow] = ()) -> Any:
     """Tidy table: one row per (quantity, cell, layer) with the relative error, its Monte-Carlo floor and
     the rate of the error in n fitted over the sizes of its group (``rate`` ± ``rate_stderr``).
 
-    ``ones`` lists (quantity, per-draw variable, prediction variable, relative): rows with the mean over the
-    draws (dimension ``seed``, or ``draw_pair`` for pairs of draws), its standard error, the prediction and the
-    z-score, and with ``relative`` the relative error of the mean, which the rate is then fitted to.
+    ``ones`` lists :class:`ZRow`: rows with the mean over the draws (or pairs of draws), their ``count`` (with
+    few, the z-score has few degrees of freedom), its standard error, the prediction and the z-score, and with
+    ``relative`` the relative error of the mean, which the rate is then fitted to.
     """
     import pandas as pd
 
@@ -483,20 +499,19 @@ def error_table(gathered: Any, axes: list[str], quantities: list[tuple[str, str,
             frame["mc_floor"] = gathered[floor].drop_attrs().rename("mc_floor").broadcast_like(gathered[var]).to_dataframe().reset_index()["mc_floor"]
         frame.insert(0, "quantity", quantity)
         frames.append(frame.dropna(subset=["rel_error"]))
-    for quantity, per_seed, predicted, relative in ones:
-        if per_seed not in gathered or predicted not in gathered:
+    for row in ones:
+        if row.per_draw not in gathered or row.prediction not in gathered:
             continue
-        excess = gathered[per_seed]
-        draws = "seed" if "seed" in excess.dims else "draw_pair"
-        count = excess.count(draws)
-        mean = excess.mean(draws)
-        sem = excess.std(draws, ddof=1) / np.sqrt(count)
-        frame = xr_frame({"mean": mean, "sem": sem, "theory": gathered[predicted]})
+        values = gathered[row.per_draw]
+        count = values.count(row.draws)
+        mean = values.mean(row.draws)
+        sem = values.std(row.draws, ddof=1) / np.sqrt(count)
+        frame = xr_frame({"mean": mean, "count": count, "sem": sem, "theory": gathered[row.prediction]})
         frame = frame.dropna(subset=["mean", "theory"])
         frame["z_score"] = (frame["mean"] - frame["theory"]) / frame["sem"]
-        if relative:
+        if row.relative:
             frame["rel_error"] = (frame["mean"] - frame["theory"]) / frame["theory"]
-        frame.insert(0, "quantity", quantity)
+        frame.insert(0, "quantity", row.quantity)
         frames.append(frame)
     if not frames:
         return pd.DataFrame()
@@ -701,7 +716,8 @@ def fluctuation_figures(ds: Any, outdir: Path) -> list[Path]:
                     width = sub["width"].sel(cell).values.astype(float)
                     ok = np.isfinite(y) & np.isfinite(width)
                     if ok.any():
-                        ax.errorbar(width[ok], y[ok], yerr=2 * np.nan_to_num(e[ok]), fmt="os^v"[j % 4] + "-",
+                        bars = 2 * e[ok] if np.isfinite(e[ok]).all() else None  # one pair: no standard error, no bars
+                        ax.errorbar(width[ok], y[ok], yerr=bars, fmt="os^v"[j % 4] + "-",
                                     color=COLORS[i % len(COLORS)], ms=3.5, capsize=2, label=f"{acts}, n={n}")
             ax.axhline(1.0, color="k", lw=0.8, ls=":")
             log_axis(ax, "x")
@@ -716,7 +732,7 @@ def fluctuation_figures(ds: Any, outdir: Path) -> list[Path]:
             f"{key['weights']}): the total variance of the CK entries, sum_ij Var K_l,ij = E||K_l - E K_l||_F^2, measured "
             "as the mean of ||K_2k - K_2k+1||_F^2 / 2 over independent pairs of draws, divided by its first-order value "
             "in 1/d (rmtbench.theory.finite_width: the covariance of the per-pair expansion, exact at layer 1), against "
-            "the layer's width; bars are two standard errors over the pairs. After layer 1 the first-order value has a "
+            "the layer's width; bars are two standard errors over the pairs (none with a single pair). After layer 1 the first-order value has a "
             "relative error of order 1/d (the next order is not computed), so the points approach 1 like 1/d. The "
             "derivation assumes Gaussian weights."
         )

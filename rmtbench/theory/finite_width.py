@@ -29,7 +29,8 @@ term is 0 (E erf'' = 0). ``tests/test_finite_width.py`` checks both against Mont
 Nearly collinear pairs. For kinked φ, ∂²F/∂K_ij² grows like (1 − ρ²)^(−1/2) as the correlation
 ρ_ij → ±1, and the expansion needs the fluctuation of ρ_ij to stay small against 1 − |ρ_ij|. Pairs
 with 1 − |ρ_ij| < :data:`COLLINEAR_MARGIN` at some layer are therefore not expanded: their entries
-of S are NaN from that layer on. The exception is duplicate samples (x_i = x_j): their entry equals
+of S and of the variance are NaN from that layer on (the first layer's variance, which needs no
+expansion, stays). The exception is duplicate samples (x_i = x_j): their entry equals
 the diagonal's in every draw, so S_ij = S_ii exactly (:func:`duplicate_pairs`).
 
 Numerics. The derivatives of F_ℓ are central differences of
@@ -77,7 +78,8 @@ class LayerSensitivities:
     (the a_j derivatives are the transposes, F being symmetric). The diagonal is h(a) = E φ̄(√a ξ)²
     with derivatives ``h1``, ``h2``. ``g_aa`` (n,), ``g_ab``, ``g_ac``, ``g_cc`` (n × n) are the entries of
     Γ: the covariances of (φ̄_i², φ̄_j², φ̄_iφ̄_j) for one row. Diagonals of the n × n arrays are unused
-    (NaN in the g arrays), and so are nearly collinear pairs (NaN everywhere; :data:`COLLINEAR_MARGIN`).
+    (NaN in the g arrays). Nearly collinear pairs (:data:`COLLINEAR_MARGIN`) are NaN in the derivative
+    arrays only: Γ needs no stencil, and the layer-1 variance Γ/d is exact for them too.
     """
 
     fa: Array
@@ -142,8 +144,9 @@ def layer_sensitivities(act: Activation, K: Array, *, nodes: int = 48) -> LayerS
         "g_cc": m22 - f0**2,
     }
     collinear = collinear_pairs(K)
-    for value in pairs.values():
-        value[collinear] = np.nan
+    for name, value in pairs.items():
+        if not name.startswith("g_"):  # the fourth moments hold near |ρ| = 1; the stencils do not
+            value[collinear] = np.nan
     return LayerSensitivities(
         **pairs,
         h1=(diag_plus - diag_minus) / (2 * s),
@@ -201,7 +204,8 @@ def propagate_moments(layers: Sequence[LayerSensitivities], widths: Sequence[flo
 
     The variance of layer ℓ needs d_ℓ, so ``widths`` has all L widths. Duplicates get the diagonal's
     variance, Var K_ij = Var K_ii (exact: the two entries are equal in every draw); other nearly
-    collinear pairs are NaN, at every layer (their fourth moments are left out with the derivatives).
+    collinear pairs get the exact Γ_1/d_1 at layer 1 and NaN from the layer whose input has them
+    collinear on (the expansion needs the derivatives there).
     """
     if len(widths) < len(layers):
         raise ValueError(f"the variance of every layer needs {len(layers)} widths, got {len(widths)}")
@@ -231,6 +235,10 @@ def _layer_moments(layers: Sequence[LayerSensitivities], widths: Sequence[float]
             yield new, None
             break
         inv_d = 1.0 / float(widths[ell])
+        if ell == 0:  # C_0 = 0: the first layer's covariance is its own, exactly, for collinear pairs too
+            v_aa, v_ab, v_ac, v_cc = s.g_aa * inv_d, s.g_ab * inv_d, s.g_ac * inv_d, s.g_cc * inv_d
+            yield new, _variance(v_aa, v_cc, duplicates)
+            continue
         # Var(δK_ii), Cov(δK_ii, δK_jj), Cov(δK_ii, δK_ij), Var(δK_ij): propagated, plus this layer's own.
         v_cc_new = (s.fa**2 * v_aa[:, None] + fb**2 * v_aa[None, :] + s.fc**2 * v_cc
                     + 2 * (s.fa * fb * v_ab + s.fa * s.fc * v_ac + fb * s.fc * v_ac.T) + s.g_cc * inv_d)
@@ -238,10 +246,15 @@ def _layer_moments(layers: Sequence[LayerSensitivities], widths: Sequence[float]
         v_ab_new = np.outer(s.h1, s.h1) * v_ab + s.g_ab * inv_d
         v_aa = s.h1**2 * v_aa + s.g_aa * inv_d
         v_ab, v_ac, v_cc = v_ab_new, v_ac_new, v_cc_new
-        variance = v_cc.copy()
-        np.fill_diagonal(variance, v_aa)
-        _copy_diagonal(variance, duplicates)
-        yield new, variance
+        yield new, _variance(v_aa, v_cc, duplicates)
+
+
+def _variance(v_aa: Array, v_cc: Array, duplicates: NDArray[np.bool_] | None) -> Array:
+    """Var K entry by entry: Var K_ij off the diagonal, Var K_ii on it, duplicates copying the diagonal."""
+    variance = v_cc.copy()
+    np.fill_diagonal(variance, v_aa)
+    _copy_diagonal(variance, duplicates)
+    return variance
 
 
 def _copy_diagonal(M: Array, duplicates: NDArray[np.bool_] | None) -> None:
