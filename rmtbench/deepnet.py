@@ -39,7 +39,7 @@ from rmtbench.weights import WeightLaw, weight_law, weight_rows
 
 __all__ = [
     "DeepRandomNet", "EquilibriumNet", "centring_constants", "deep_kernels", "deep_kernels_graph", "draw_kernel_graphs",
-    "equilibrium_kernel_graphs", "pair_fluctuation_graphs", "seed_kernel_graphs", "seed_sum_graphs",
+    "equilibrium_kernel_graphs", "pair_fluctuation_graphs", "seed_kernel_graphs", "seed_square_graphs", "seed_sum_graphs",
 ]
 
 Array = NDArray[np.float64]
@@ -294,29 +294,41 @@ def seed_sum_graphs(per_draw: Sequence[Any]) -> tuple[Any, Any, list[Any]]:
     return even, odd, ones
 
 
-def pair_fluctuation_graphs(per_draw: Sequence[Any], *, layers: int) -> tuple[Any, Any, list[Any]]:
-    """Delayed (sum over even pairs, sum over odd pairs or None, per-pair ‖D‖²_F/(2n)) of D²/2, D = K_2k − K_2k+1.
+def seed_square_graphs(per_draw: Sequence[Any], *, layers: int) -> tuple[Any, Any]:
+    """Delayed (sum over even draws, sum over odd draws or None) of K∘K, the first ``layers`` stacked kernels.
 
-    Draws 2k and 2k + 1 are independent, so E D²/2 = Var K entry by entry, and the per-pair
-    ‖D‖²_F/(2n) are i.i.d. with mean Σ_ij Var K_ij / n: the mean over the pairs and its standard
-    error come without holding the draws. Only the first ``layers`` stacked kernels are used; an odd
-    last draw is left out. Needs at least two draws.
+    With :func:`seed_sum_graphs` they give the variance of every entry over the draws,
+    (Σ K∘K − (Σ K)∘(Σ K)/S)/(S − 1), for all draws and for each half, along the same fixed tree.
+    """
+    import dask
+
+    squares = [dask.delayed(_squares, pure=True)(k, layers) for k in per_draw]
+    return _tree_sum(squares[0::2]), (_tree_sum(squares[1::2]) if len(squares) > 1 else None)
+
+
+def pair_fluctuation_graphs(per_draw: Sequence[Any], *, layers: int) -> list[Any]:
+    """Delayed ‖K_2k − K_2k+1‖²_F/(2n) per pair of draws, for each of the first ``layers`` stacked kernels.
+
+    Draws 2k and 2k + 1 are independent, so these are i.i.d. with mean Σ_ij Var K_ij / n: the mean over
+    the pairs and its standard error come without holding the draws. An odd last draw is left out.
+    Needs at least two draws.
     """
     import dask
 
     if len(per_draw) < 2:
         raise ValueError(f"the pair fluctuations need at least 2 draws, got {len(per_draw)}")
-    half_squares = [dask.delayed(_half_square_difference, pure=True)(per_draw[2 * k], per_draw[2 * k + 1], layers)
-                    for k in range(len(per_draw) // 2)]
-    even = _tree_sum(half_squares[0::2])
-    odd = _tree_sum(half_squares[1::2]) if len(half_squares) > 1 else None
-    norms = [dask.delayed(_ones_projection, pure=True)(h) for h in half_squares]  # 1ᵀ(D²/2)1/n = ‖D‖²_F/(2n)
-    return even, odd, norms
+    return [dask.delayed(_half_square_norm, pure=True)(per_draw[2 * k], per_draw[2 * k + 1], layers)
+            for k in range(len(per_draw) // 2)]
 
 
-def _half_square_difference(a: Array, b: Array, layers: int) -> Array:
-    """(a − b)²/2 over the first ``layers`` stacked matrices."""
-    return 0.5 * (a[:layers] - b[:layers]) ** 2
+def _squares(K: Array, layers: int) -> Array:
+    return K[:layers] ** 2
+
+
+def _half_square_norm(a: Array, b: Array, layers: int) -> Array:
+    """‖a − b‖²_F/(2n) for each of the first ``layers`` stacked matrices."""
+    diff = a[:layers] - b[:layers]
+    return 0.5 * np.einsum("lij,lij->l", diff, diff) / diff.shape[1]
 
 
 def seed_kernel_graphs(nets: Sequence[DeepRandomNet], X: Any, n: int, *, ntk: bool = True, sample_block: int = 512,

@@ -11,7 +11,7 @@ from rmtbench.activations import get_activation
 from rmtbench.data import make_dataset
 from rmtbench.deepnet import (
     DeepRandomNet, EquilibriumNet, centring_constants, deep_kernels, equilibrium_kernel_graphs, pair_fluctuation_graphs,
-    seed_kernel_graphs,
+    seed_kernel_graphs, seed_square_graphs,
 )
 from rmtbench.parallel import compute
 from rmtbench.theory import deep
@@ -99,22 +99,23 @@ def test_equilibrium_solution_is_a_fixed_point():
     assert 5 < steps < 200
 
 
-def test_pair_fluctuations_are_the_per_entry_variance_over_independent_pairs():
-    """Pairs (0, 1), (2, 3), (4, 5): the half sums of (K_2k − K_2k+1)²/2 over even and odd pairs, and
-    ‖K_2k − K_2k+1‖²_F/(2n) per pair, as numpy computes them; the seventh draw is left out; the NTK slot
-    beyond ``layers`` is not used; fewer than two draws is refused."""
+def test_square_sums_and_pair_fluctuations_match_numpy():
+    """Even and odd draws' Σ K∘K over the first ``layers`` kernels (not the NTK slot), and ‖K_2k − K_2k+1‖²_F/(2n)
+    per pair (0, 1), (2, 3), (4, 5), the seventh draw left out, as numpy computes them; fewer than two draws
+    have no pairs."""
     import dask
 
     rng = np.random.default_rng(3)
     draws = rng.standard_normal((7, 3, 5, 5))  # 7 draws of 2 layers + NTK
-    even, odd, norms = pair_fluctuation_graphs([dask.delayed(d) for d in draws], layers=2)
-    even, odd, *norms = compute(None, even, odd, *norms)
-    half_squares = 0.5 * (draws[0:6:2, :2] - draws[1:6:2, :2]) ** 2
-    np.testing.assert_allclose(even, half_squares[0] + half_squares[2], rtol=1e-15)
-    np.testing.assert_allclose(odd, half_squares[1], rtol=1e-15)
-    np.testing.assert_allclose(np.array(norms), half_squares.sum(axis=(2, 3)) / 5, rtol=1e-14)
+    delayed = [dask.delayed(d) for d in draws]
+    even, odd = compute(None, *seed_square_graphs(delayed, layers=2))
+    np.testing.assert_allclose(even, (draws[0::2, :2] ** 2).sum(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(odd, (draws[1::2, :2] ** 2).sum(axis=0), rtol=1e-14)
+    norms = np.array(compute(None, *pair_fluctuation_graphs(delayed, layers=2)))
+    diff = draws[0:6:2, :2] - draws[1:6:2, :2]
+    np.testing.assert_allclose(norms, 0.5 * (diff**2).sum(axis=(2, 3)) / 5, rtol=1e-14)
     with pytest.raises(ValueError, match="at least 2 draws"):
-        pair_fluctuation_graphs([dask.delayed(draws[0])], layers=2)
+        pair_fluctuation_graphs(delayed[:1], layers=2)
 
 
 # -- Monte Carlo against the theory (formula sheet rows e2) ------------------------------------------

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from rmtbench.data import make_dataset
-from rmtbench.deepnet import DeepRandomNet, draw_kernel_graphs, pair_fluctuation_graphs, seed_sum_graphs
+from rmtbench.deepnet import (
+    DeepRandomNet, draw_kernel_graphs, pair_fluctuation_graphs, seed_square_graphs, seed_sum_graphs,
+)
+from rmtbench.experiments.deep_ck import entry_variance
 from rmtbench.parallel import compute
 from rmtbench.theory import deep
 from rmtbench.theory.finite_width import finite_width_moments, finite_width_shifts
@@ -53,22 +56,21 @@ def _monte_carlo(acts, *, n, p_over_n, ratio, seeds):
     nets = [replace(base, key=("fw", s)) for s in range(seeds)]
     per_draw = draw_kernel_graphs(nets, data.X, n, ntk=False, sample_block=512)
     even, odd, ones = seed_sum_graphs(per_draw)
-    pairs_even, pairs_odd, norms = pair_fluctuation_graphs(per_draw, layers=len(acts))
-    even, odd, pairs_even, pairs_odd, *rest = compute(None, even, odd, pairs_even, pairs_odd, *ones, *norms)
+    norms = pair_fluctuation_graphs(per_draw, layers=len(acts))
+    even, odd, sq_even, sq_odd, *rest = compute(None, even, odd, *seed_square_graphs(per_draw, layers=len(acts)),
+                                                *ones, *norms)
     half = (even / len(range(0, seeds, 2)) - odd / len(range(1, seeds, 2))) / 2
-    pairs = seeds // 2
-    variance = VarianceSample(mean=(pairs_even + pairs_odd) / pairs,
-                              half=(pairs_even / len(range(0, pairs, 2)) - pairs_odd / len(range(1, pairs, 2))) / 2,
-                              per_pair=np.array(rest[seeds:]))
+    mean, floor = entry_variance((even, odd), (sq_even, sq_odd), seeds)
+    variance = VarianceSample(mean=mean, floor=floor, per_pair=np.array(rest[seeds:]))
     return data, stats, widths, (even + odd) / seeds, half, np.array(rest[:seeds]), variance
 
 
 @dataclass
 class VarianceSample:
-    """Per-entry variance over the draws (from pairs), its floor matrix, and ‖K_2k − K_2k+1‖²_F/(2n) per pair."""
+    """Per-entry variance over the draws, its floor per layer, and ‖K_2k − K_2k+1‖²_F/(2n) per pair."""
 
     mean: np.ndarray
-    half: np.ndarray
+    floor: np.ndarray
     per_pair: np.ndarray
 
 
@@ -103,7 +105,7 @@ def test_per_pair_shift_matches_monte_carlo_where_the_rank_one_term_does_not(act
         fluct = variance.per_pair[:, layer]
         z_var = (fluct.mean() - predicted.sum() / n) / (fluct.std(ddof=1) / math.sqrt(len(fluct)))
         var_error = deep.relative_error(variance.mean[layer], predicted)
-        var_floor = deep.spectral_norm(variance.half[layer]) / deep.spectral_norm(predicted)
+        var_floor = variance.floor[layer] / deep.spectral_norm(predicted)
         print(f"    variance: total z {z_var:+.2f} (ratio {fluct.mean() / (predicted.sum() / n):.4f}); "
               f"spectral error {var_error:.4f}, floor {var_floor:.4f}")
         assert abs(z) <= 3.0

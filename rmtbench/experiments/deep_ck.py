@@ -68,14 +68,33 @@ def kernel_eigenvalues(stack: np.ndarray) -> np.ndarray:
         return np.stack([eigvalsh(np.asarray(k, dtype=float)) for k in stack])
 
 
-def _pair_variance(halves: list[np.ndarray], pairs: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-entry variance (layer, n, n) from the even- and odd-pair sums of D²/2, and its noise per layer
-    ‖mean(even pairs) − mean(odd pairs)‖/2 (NaN with one pair)."""
-    n_even = len(range(0, pairs, 2))
-    if len(halves) == 1:
-        return halves[0] / n_even, np.full(halves[0].shape[0], np.nan)
-    even, odd = halves
-    return (even + odd) / pairs, _spectral_norms((even / n_even - odd / (pairs - n_even)) / 2.0)
+def sample_variance(total: np.ndarray, squares: np.ndarray, count: int) -> np.ndarray:
+    """Unbiased variance of every entry over ``count`` draws from Σ K and Σ K∘K: (Σ K∘K − (Σ K)²/S)/(S − 1).
+
+    Examples
+    --------
+    >>> draws = np.random.default_rng(0).standard_normal((5, 2, 3, 3))
+    >>> bool(np.allclose(sample_variance(draws.sum(0), (draws**2).sum(0), 5), draws.var(axis=0, ddof=1)))
+    True
+    """
+    if count < 2:
+        return np.full_like(total, np.nan)
+    return (squares - total**2 / count) / (count - 1)
+
+
+def entry_variance(sums: tuple[np.ndarray, np.ndarray], squares: tuple[np.ndarray, np.ndarray],
+                   seeds: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-entry variance over all draws, (layer, n, n), and its Monte-Carlo noise per layer ‖V_even − V_odd‖/2
+    from the even and the odd draws' own variances (NaN below two draws in a half). ``sums`` are the even and odd
+    draws' Σ K, ``squares`` their Σ K∘K (first L layers)."""
+    depth = squares[0].shape[0]
+    n_even, n_odd = len(range(0, seeds, 2)), len(range(1, seeds, 2))
+    (sum_even, sum_odd), (sq_even, sq_odd) = (s[:depth] for s in sums), squares
+    variance = sample_variance(sum_even + sum_odd, sq_even + sq_odd, seeds)
+    if n_odd < 2:
+        return variance, np.full(depth, np.nan)
+    halves = sample_variance(sum_even, sq_even, n_even) - sample_variance(sum_odd, sq_odd, n_odd)
+    return variance, _spectral_norms(halves / 2.0)
 
 
 def layer_widths(cell: Cell, depth: int, *, d_over_n: float | None = None) -> list[int]:
@@ -194,7 +213,9 @@ class DeepConjugateKernel(Experiment):
         import xarray as xr
 
         from rmtbench.activations import get_activation
-        from rmtbench.deepnet import DeepRandomNet, draw_kernel_graphs, pair_fluctuation_graphs, seed_sum_graphs
+        from rmtbench.deepnet import (
+            DeepRandomNet, draw_kernel_graphs, pair_fluctuation_graphs, seed_square_graphs, seed_sum_graphs,
+        )
         from rmtbench.parallel import compute
         from rmtbench.store import provenance
         from rmtbench.theory.deep import data_statistics
@@ -214,14 +235,15 @@ class DeepConjugateKernel(Experiment):
         per_draw = draw_kernel_graphs(nets, dask.delayed(data.X), n, ntk=ntk, sample_block=int(cell["sample_block"]),
                                       block_rows=ctx.block_rows)
         even, odd, ones = seed_sum_graphs(per_draw)
-        pairs_even, pairs_odd, pair_norms = pair_fluctuation_graphs(per_draw, layers=depth)
-        both_halves = [pairs_even] + ([pairs_odd] if pairs_odd is not None else [])
-        even, odd, *rest = compute(ctx.client, even, odd, *both_halves, *ones, *pair_norms)
-        halves, ones, pair_norms = rest[:len(both_halves)], rest[len(both_halves):len(both_halves) + seeds], rest[-(seeds // 2):]
+        squares_even, squares_odd = seed_square_graphs(per_draw, layers=depth)  # seeds >= 2: both halves exist
+        pair_norms = pair_fluctuation_graphs(per_draw, layers=depth)
+        even, odd, squares_even, squares_odd, *rest = compute(ctx.client, even, odd, squares_even, squares_odd, *ones,
+                                                               *pair_norms)
+        ones, pair_norms = rest[:seeds], rest[seeds:]
         n_even, n_odd = len(range(0, seeds, 2)), len(range(1, seeds, 2))
         mean = (even + odd) / seeds
         floor = _spectral_norms((even / n_even - odd / n_odd) / 2.0)
-        variance, variance_floor = _pair_variance(halves, seeds // 2)
+        variance, variance_floor = entry_variance((even, odd), (squares_even, squares_odd), seeds)
         eig = kernel_eigenvalues(mean[:depth])  # CK spectra only: the figures do not use the NTK's
         ones = np.array(ones)
         nan_matrix = np.full((n, n), np.nan, dtype=np.float32)
@@ -238,10 +260,10 @@ class DeepConjugateKernel(Experiment):
                 "ck_eigenvalues": (("layer", "eig"), eig, {"long_name": "eigenvalues of the seed-mean empirical CK"}),
                 "ck_entry_variance": (("layer", "row", "col"), variance.astype(np.float32),
                                       {"long_name": "variance of each CK entry over the draws",
-                                       "description": "mean of (K_2k - K_2k+1)^2 / 2 over the pairs of draws (float32)"}),
+                                       "description": "unbiased, from the sums of K and K*K over the draws (float32)"}),
                 "ck_variance_floor_norm": (("layer",), variance_floor,
-                                           {"description": "||variance(even pairs) - variance(odd pairs)||/2: Monte-Carlo noise of "
-                                                           "ck_entry_variance (NaN below two pairs)"}),
+                                           {"description": "||variance(even seeds) - variance(odd seeds)||/2: Monte-Carlo noise "
+                                                           "of ck_entry_variance (NaN below four draws)"}),
                 "ck_fluctuation": (("draw_pair", "layer"), np.array(pair_norms).reshape(seeds // 2, depth),
                                    {"description": "||K_2k - K_2k+1||_F^2 / (2n) per pair of draws: mean sum_ij Var K_ij / n"}),
                 "width": (("layer",), np.array(widths, dtype=float), {"long_name": "hidden width d_l"}),
