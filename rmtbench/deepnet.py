@@ -275,7 +275,8 @@ def _ones_projection(K: Array) -> Array:
 
 def draw_kernel_graphs(nets: Sequence[DeepRandomNet], X: Any, n: int, *, ntk: bool = True, sample_block: int = 512,
                        block_rows: int = 1024) -> list[Any]:
-    """One :func:`deep_kernels_graph` per draw (feed them to :func:`seed_sum_graphs` and :func:`pair_fluctuation_graphs`)."""
+    """One :func:`deep_kernels_graph` per draw, for :func:`seed_sum_graphs`, :func:`seed_square_graphs` and
+    :func:`pair_fluctuation_graphs` (one graph: each draw is computed once)."""
     return [deep_kernels_graph(net, X, n, ntk=ntk, sample_block=sample_block, block_rows=block_rows) for net in nets]
 
 
