@@ -72,6 +72,8 @@ def test_small_sweep_end_to_end(tmp_path):
         assert float(fluct.sel(layer=layer, d_over_n=1.0)) == pytest.approx(2 * float(fluct.sel(layer=layer, d_over_n=2.0)),
                                                                          rel=1e-5)
     assert gathered["ck_fluctuation"].sizes["draw_pair"] == 1
+    # one pair, two draws: no standard error worth a z-score (MIN_Z_COUNT)
+    assert table.loc[table.quantity.isin(["ck_fluctuation_per_pair", "ck_ones_excess"]), "z_score"].isna().all()
     assert table.loc[table.quantity == "ck_variance_per_pair", "mc_floor"].isna().all()  # one pair: no floor
     assert table.loc[table.quantity == "ck_empirical", "mc_floor"].notna().all()
     assert table.loc[table.quantity == "ck_equivalent", "rate"].notna().all()  # two sizes: a fitted rate
@@ -119,17 +121,17 @@ def test_collinear_samples_leave_the_per_pair_rows_out_and_say_why(tmp_path):
 
 
 def test_fluctuation_rows_with_several_pairs_of_draws(tmp_path):
-    """Six draws make three pairs: the per-entry variance gets its floor, the total its z-score, relative error and
+    """Eight draws make four pairs: the per-entry variance gets its floor, the total its z-score, relative error and
     count of pairs."""
-    config = _config(activations=[["relu", "relu"]], n=[32], seeds=6)
+    config = _config(activations=[["relu", "relu"]], n=[32], seeds=8)
     plan, gathered = _run(config, tmp_path)
     table = plan.kind.compare(gathered)
     rows = table[table.quantity == "ck_fluctuation_per_pair"]
     assert len(rows) == 2 and rows[["mean", "sem", "theory", "z_score", "rel_error"]].notna().all().all()
-    assert (rows["count"] == 3).all() and (table.loc[table.quantity == "ck_ones_excess", "count"] == 6).all()
+    assert (rows["count"] == 4).all() and (table.loc[table.quantity == "ck_ones_excess", "count"] == 8).all()
     assert (rows["theory"] > 0).all()
     assert table.loc[table.quantity == "ck_variance_per_pair", "mc_floor"].notna().all()
-    assert gathered["ck_fluctuation"].sizes["draw_pair"] == 3
+    assert gathered["ck_fluctuation"].sizes["draw_pair"] == 4
     sim = plan.kind.simulate(plan.cells[0], RunContext(data_dir=tmp_path))
     assert sim["ck_entry_variance"].dtype == np.float32 and np.isfinite(sim["ck_variance_floor_norm"]).all()
     paths = plan.kind.plot(gathered, tmp_path / "figures")

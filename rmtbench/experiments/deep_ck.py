@@ -394,6 +394,11 @@ QUANTITIES = [
     ("ntk_empirical", "ntk_error_empirical", "ntk_mc_floor"),
 ]
 
+#: Fewest draws (or pairs) for a z-score: (mean − prediction)/sem is then a t statistic with ≥ 3 degrees of
+#: freedom, the fewest with a finite variance (with 2 pairs, |z| = 7 at an exact layer was seen).
+MIN_Z_COUNT = 4
+
+
 class ZRow(NamedTuple):
     """Rows of the error table with a z-score: the mean of ``per_draw`` over dimension ``draws`` against ``prediction``."""
 
@@ -504,8 +509,8 @@ def error_table(gathered: Any, axes: list[str], quantities: list[tuple[str, str,
     """Tidy table: one row per (quantity, cell, layer) with the relative error, its Monte-Carlo floor and
     the rate of the error in n fitted over the sizes of its group (``rate`` ± ``rate_stderr``).
 
-    ``ones`` lists :class:`ZRow`: rows with the mean over the draws (or pairs of draws), their ``count`` (with
-    few, the z-score has few degrees of freedom), its standard error, the prediction and the z-score, and with
+    ``ones`` lists :class:`ZRow`: rows with the mean over the draws (or pairs of draws), their ``count``, its
+    standard error, the prediction and the z-score (empty below :data:`MIN_Z_COUNT` draws), and with
     ``relative`` the relative error of the mean, which the rate is then fitted to.
     """
     import pandas as pd
@@ -530,7 +535,8 @@ def error_table(gathered: Any, axes: list[str], quantities: list[tuple[str, str,
         sem = values.std(row.draws, ddof=1) / np.sqrt(count)
         frame = xr_frame({"mean": mean, "count": count, "sem": sem, "theory": gathered[row.prediction]})
         frame = frame.dropna(subset=["mean", "theory"])
-        frame["z_score"] = (frame["mean"] - frame["theory"]) / frame["sem"]
+        # a t statistic with count − 1 degrees of freedom: below three its variance is infinite, no z then
+        frame["z_score"] = ((frame["mean"] - frame["theory"]) / frame["sem"]).where(frame["count"] >= MIN_Z_COUNT)
         if row.relative:
             frame["rel_error"] = (frame["mean"] - frame["theory"]) / frame["theory"]
         frame.insert(0, "quantity", row.quantity)
