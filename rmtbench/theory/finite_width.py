@@ -1,4 +1,4 @@
-"""First-order finite-width mean of a deep random network's conjugate kernels, entry by entry.
+"""First-order finite-width mean and variance of a deep random network's conjugate kernels, entry by entry.
 
 The network of :mod:`rmtbench.deepnet`: given Σ_{ℓ−1}, the rows of W_ℓ Σ_{ℓ−1} are i.i.d.
 N(0, K_{ℓ−1}) with K_{ℓ−1} = Σ_{ℓ−1}ᵀΣ_{ℓ−1} (Gaussian weights), so K_ℓ is the mean of d_ℓ i.i.d.
