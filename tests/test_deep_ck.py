@@ -74,7 +74,7 @@ def test_small_sweep_end_to_end(tmp_path):
     assert gathered["ck_fluctuation"].sizes["draw_pair"] == 1
     # one pair, two draws: no standard error worth a z-score (MIN_Z_COUNT)
     assert table.loc[table.quantity.isin(["ck_fluctuation_per_pair", "ck_ones_excess"]), "z_score"].isna().all()
-    assert table.loc[table.quantity == "ck_variance_per_pair", "mc_floor"].isna().all()  # one pair: no floor
+    assert table.loc[table.quantity == "ck_variance_per_pair", "mc_floor"].isna().all()  # two draws: no floor
     assert table.loc[table.quantity == "ck_empirical", "mc_floor"].notna().all()
     assert table.loc[table.quantity == "ck_equivalent", "rate"].notna().all()  # two sizes: a fitted rate
     paths = plan.kind.plot(gathered, tmp_path / "figures")
