@@ -243,3 +243,25 @@ def test_per_layer_widths_and_weight_laws(tmp_path):
     for bad, key in ((dict(weights=[["gaussian", "rademacher"]]), "grid.weights"), (dict(width_profile=[1.0, 2.0]), "width_profile")):
         with pytest.raises(ConfigError, match=key):
             load_sweep(_config(activations=[acts], n=[32], **{"weights": [laws], **bad}))
+
+
+def test_rates_of_relative_z_rows_use_only_resolved_errors():
+    """A bias of 5/n at layer 2, resolved at both sizes, gives the rate -1; layer 1 sits within the noise, so it
+    gets no rate (a slope fitted to noise means nothing); with fewer than MIN_Z_COUNT pairs there is no z and no rate."""
+    import xarray as xr
+
+    from rmtbench.experiments.deep_ck import ONES, error_table
+
+    ns, pairs = np.array([64, 128]), 50
+    noise = np.resize([-1.0, 1.0], pairs) * 1e-4  # the standard error is about 1.4e-5 of the mean
+    bias = np.array([[1e-6, 5.0 / n] for n in ns])  # (n, layer): layer 1 within the noise, layer 2 at 5/n
+    values = 1.0 + bias[None, :, :] + noise[:, None, None]
+    gathered = xr.Dataset(
+        {"ck_fluctuation": (("draw_pair", "n", "layer"), values),
+         "ck_fluctuation_predicted": (("n", "layer"), np.ones((2, 2)))},
+        coords={"draw_pair": np.arange(pairs), "n": ns, "layer": [1, 2]})
+    table = error_table(gathered, ["n"], [], ones=ONES).set_index("layer")
+    assert table.loc[2, "rate"].to_numpy() == pytest.approx([-1.0, -1.0], abs=1e-4)
+    assert table.loc[1, "rate"].isna().all() and (table.loc[1, "z_score"].abs() < 3).all()
+    few = error_table(gathered.isel(draw_pair=slice(0, 3)), ["n"], [], ones=ONES)
+    assert few["z_score"].isna().all() and few["rate"].isna().all()

@@ -399,6 +399,10 @@ QUANTITIES = [
 MIN_Z_COUNT = 4
 
 
+#: |z| from which a relative z-score row's error counts as resolved, and enters the fit of its rate in n.
+RESOLVED_Z = 3.0
+
+
 class ZRow(NamedTuple):
     """Rows of the error table with a z-score: the mean of ``per_draw`` over dimension ``draws`` against ``prediction``."""
 
@@ -511,7 +515,7 @@ def error_table(gathered: Any, axes: list[str], quantities: list[tuple[str, str,
 
     ``ones`` lists :class:`ZRow`: rows with the mean over the draws (or pairs of draws), their ``count``, its
     standard error, the prediction and the z-score (empty below :data:`MIN_Z_COUNT` draws), and with
-    ``relative`` the relative error of the mean, which the rate is then fitted to.
+    ``relative`` the relative error of the mean, which the rate is then fitted to where |z| ≥ :data:`RESOLVED_Z`.
     """
     import pandas as pd
 
@@ -545,11 +549,15 @@ def error_table(gathered: Any, axes: list[str], quantities: list[tuple[str, str,
         return pd.DataFrame()
     table = pd.concat(frames, ignore_index=True)
     keys = [c for c in ["quantity", *axes, "layer"] if c in table.columns and c != "n"]
+    relative = {row.quantity for row in ones if row.relative}
     rates = []
     for _, group in table.groupby(keys, dropna=False, sort=False):
-        # |rel_error|: signed in the relative z-score rows
+        # |rel_error|: signed in the relative z-score rows, which count only where the error is resolved (|z| >= 3):
+        # a rate fitted to noise (the exact layer 1) means nothing
         size = group.get("rel_error", pd.Series(np.nan, index=group.index)).astype(float).abs()
         usable = np.isfinite(size) & (size > 0)
+        if group["quantity"].iloc[0] in relative:
+            usable &= group["z_score"].abs() >= RESOLVED_Z  # NaN (too few draws): not resolved either
         sizes = group.loc[usable, "n"]
         rate, err = convergence_rate(sizes, size[usable]) if sizes.nunique() >= 2 else (np.nan, np.nan)
         rates.append(pd.DataFrame({"rate": rate, "rate_stderr": err}, index=group.index))
