@@ -116,6 +116,13 @@ def _rms_norm(A: NDArray[np.float64]) -> float:
     return float(np.sqrt(np.mean(np.sum(A * A, axis=1))))
 
 
+def _deep_inputs(X: ArrayLike, activations: Sequence[ActivationSpec],
+                 tau0: float | None) -> tuple[NDArray[np.float64], list[ActivationSpec], float]:
+    """The deep-kernel functions' inputs: samples as columns, the activation list, τ_0 (default: the data scale)."""
+    rows = _samples("X", X)
+    return rows.T, list(activations), _rms_norm(rows) if tau0 is None else float(tau0)
+
+
 def expected_kernel(activation: ActivationSpec, X: ArrayLike, Y: ArrayLike | None = None, *, nodes: int = 48) -> NDArray[np.float64]:
     """K[i, j] = E_w[phi(w.x_i) phi(w.y_j)] for w ~ N(0, I_p): the limit of ``Phi^T Phi' / d``.
 
@@ -270,10 +277,7 @@ def deep_conjugate_kernels(activations: Sequence[ActivationSpec], X: ArrayLike, 
     from rmtbench.theory.deep import exact_ck
     from rmtbench.theory.finite_width import finite_width_shifts
 
-    rows = _samples("X", X)
-    A, acts = rows.T, list(activations)
-    if tau0 is None:
-        tau0 = _rms_norm(rows)
+    A, acts, tau0 = _deep_inputs(X, activations, tau0)
     kernels = exact_ck(A, acts, tau0=tau0, nodes=nodes)
     if widths is not None:
         kernels = [K + S for K, S in zip(kernels, finite_width_shifts(A, acts, widths, tau0=tau0, nodes=nodes, kernels=kernels))]
@@ -305,10 +309,7 @@ def deep_conjugate_kernel_variances(activations: Sequence[ActivationSpec], X: Ar
     """
     from rmtbench.theory.finite_width import finite_width_moments
 
-    rows = _samples("X", X)
-    A, acts = rows.T, list(activations)
-    if tau0 is None:
-        tau0 = _rms_norm(rows)
+    A, acts, tau0 = _deep_inputs(X, activations, tau0)
     return np.stack(finite_width_moments(A, acts, widths, tau0=tau0, nodes=nodes).variances)
 
 

@@ -463,7 +463,7 @@ def cell_summary(sim: Any, theory: Any) -> Any:
         emp = np.asarray(sim["ck"].sel(layer=layer).values, dtype=float)
         r = float(theory["rank_one"].sel(layer=layer))
         norm = spectral_norm(exact)
-        raw.append(relative_error(emp, exact))
+        raw.append(spectral_norm(emp - exact) / norm)  # relative_error(emp, exact), ‖K_∞‖ computed once
         corrected.append(relative_error(emp, exact + rank_one_term(r, n)))
         floor.append(float(sim["ck_floor_norm"].sel(layer=layer)) / norm)
         ones_excess.append(sim["ck_ones"].sel(layer=layer).values - exact.sum() / n)
@@ -477,9 +477,9 @@ def cell_summary(sim: Any, theory: Any) -> Any:
             predicted = np.asarray(theory["ck_variance_per_pair"].sel(layer=layer).values, dtype=float)
             complete = bool(np.isfinite(predicted).all())
             measured = np.asarray(sim["ck_entry_variance"].sel(layer=layer).values, dtype=float)
-            variance_error.append(relative_error(measured, predicted) if complete else np.nan)
-            variance_floor.append(float(sim["ck_variance_floor_norm"].sel(layer=layer)) / spectral_norm(predicted)
-                                  if complete else np.nan)
+            scale = spectral_norm(predicted) if complete else np.nan
+            variance_error.append(spectral_norm(measured - predicted) / scale if complete else np.nan)
+            variance_floor.append(float(sim["ck_variance_floor_norm"].sel(layer=layer)) / scale)
             fluctuation.append(predicted.sum() / n if complete else np.nan)
     last = layers[-1]
     ntk_exact = np.asarray(theory["ntk_exact"].sel(layer=last).values, dtype=float)

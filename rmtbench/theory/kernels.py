@@ -277,12 +277,7 @@ def _mehler(phi: Pointwise, pieces: tuple[Piece, ...] | None, kinks: tuple[float
     def rows(scales: Array) -> Array:
         if pieces is None:
             return _hermite_rows(phi, kinks, scales, order)
-        out = _piecewise_hermite_rows(pieces, scales, order)
-        # σ = 0 (a zero input): φ_0 is the constant φ(0).
-        zero = scales == 0
-        out[zero] = 0.0
-        out[zero, 0] = _value_at_zero(phi)
-        return out
+        return _constant_at_zero(_piecewise_hermite_rows(pieces, scales, order), scales, phi)
 
     ca = rows(sa)
     cb = ca if sb is sa else rows(sb)
@@ -588,11 +583,15 @@ def _piecewise_second_moment(pieces: tuple[Piece, ...], s: Array, *, at_zero: fl
 
 def _hermite_rows(f: Pointwise, kinks: tuple[float, ...], scales: Array, order: int) -> Array:
     """a_k(f_σ), k = 0..order, with the rows of σ = 0 set to the constant f(0)."""
-    out = _hermite_coefficient_rows(f, kinks, scales, order)
+    return _constant_at_zero(_hermite_coefficient_rows(f, kinks, scales, order), scales, f)
+
+
+def _constant_at_zero(rows: Array, scales: Array, f: Pointwise) -> Array:
+    """Hermite rows with those of σ = 0 (a zero input) set to the constant f(0), in place."""
     zero = scales == 0
-    out[zero] = 0.0
-    out[zero, 0] = _value_at_zero(f)
-    return out
+    rows[zero] = 0.0
+    rows[zero, 0] = _value_at_zero(f)
+    return rows
 
 
 def mixed_moment(f: Pointwise, g: Pointwise, variances: Array, cov: Array, *, kinks: tuple[float, ...] = (),
