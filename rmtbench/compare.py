@@ -6,22 +6,46 @@ from typing import Any, Iterable
 import numpy as np
 
 
+#: Fewest seeds (or draws) behind a z-score. (mean − theory)/sem with ``count`` draws is a t statistic with
+#: count − 1 degrees of freedom: below 3 its variance is infinite (with 2 pairs of draws, |z| = 7 was seen at
+#: an exact layer), so tables leave z empty there rather than print a number that reads as a z.
+MIN_Z_COUNT = 4
+
+
+def z_score(error: Any, sem: Any, count: Any) -> Any:
+    """``error / sem`` where ``count >= MIN_Z_COUNT`` and ``sem > 0``; NaN elsewhere (pandas Series).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> z_score(pd.Series([1.0, 1.0, 1.0]), pd.Series([0.5, 0.5, 0.0]), pd.Series([3, 4, 4])).tolist()
+    [nan, 2.0, nan]
+    """
+    return (error / sem).where((sem > 0) & (count >= MIN_Z_COUNT))
+
+
 def seed_mean_table(gathered: Any, pairs: Iterable[tuple[str, str]], *, seed_dim: str = "seed") -> Any:
-    """A tidy table with, per cell and non-seed coordinate, the seed mean, its standard error, the theory
-    and the relative error ``(mean - theory) / theory`` for each (empirical, theory) variable pair.
+    """A tidy table with, per cell and non-seed coordinate, the seed mean, the number of seeds behind it
+    (``count``, finite values only), its standard error, the theory, the relative error
+    ``(mean - theory) / theory`` and the z-score (:func:`z_score`: empty below :data:`MIN_Z_COUNT` seeds)
+    for each (empirical, theory) variable pair.
     """
     import pandas as pd
 
     frames = []
     for empirical, theory in pairs:
         values = gathered[empirical]
-        count = values.sizes.get(seed_dim, 1)
-        mean = values.mean(seed_dim)
-        sem = values.std(seed_dim, ddof=1) / np.sqrt(count) if count > 1 else mean * 0.0
-        table = xr_to_frame(mean.rename("mean"), sem.rename("sem"), gathered[theory].rename("theory"))
+        if seed_dim in values.dims:
+            count = values.count(seed_dim)
+            mean = values.mean(seed_dim)
+            sem = (values.std(seed_dim, ddof=1) / np.sqrt(count)).where(count > 1, 0.0)
+        else:
+            mean, count = values, values.notnull().astype(int)
+            sem = mean * 0.0
+        table = xr_to_frame(mean.rename("mean"), count.rename("count"), sem.rename("sem"), gathered[theory].rename("theory"))
         table.insert(0, "quantity", empirical)
         table["rel_error"] = (table["mean"] - table["theory"]) / table["theory"]
-        table["z_score"] = (table["mean"] - table["theory"]) / table["sem"].where(table["sem"] > 0)
+        table["z_score"] = z_score(table["mean"] - table["theory"], table["sem"], table["count"])
         frames.append(table)
     return pd.concat(frames, ignore_index=True)
 

@@ -184,6 +184,8 @@ def _error_summary(frame: Any) -> str:
 def _table_html(path: Path, out_dir: Path) -> str:
     import pandas as pd
 
+    from rmtbench.compare import MIN_Z_COUNT
+
     frame = pd.read_csv(path)
     summary = _error_summary(frame)
     shown = frame.head(MAX_TABLE_ROWS)
@@ -191,7 +193,9 @@ def _table_html(path: Path, out_dir: Path) -> str:
     more = f" (first {MAX_TABLE_ROWS} of {len(frame)} rows)" if len(frame) > MAX_TABLE_ROWS else f" ({len(frame)} rows)"
     return (
         f"<h3>Theory against simulation</h3>{summary}"
-        "<p class='meta'>rel. error = (seed mean − theory) / theory; z = (seed mean − theory) / standard error of the mean; "
+        "<p class='meta'>rel. error = (seed mean − theory) / theory; z = (seed mean − theory) / standard error of the mean, "
+        f"given only where at least {MIN_Z_COUNT} seeds (or draws) are behind the mean (column count, where the table has it): "
+        "with fewer it is a t statistic of under 3 degrees of freedom, whose spread is not that of a z; "
         "distance: the table's own distance between simulation and theory (e.g. a Kolmogorov–Smirnov distance of spectra).</p>"
         f"<details><summary>Full error table{_e(more)}</summary>{body}</details>"
         f"<p class='meta'>CSV: <a href='{_link(path, out_dir)}'>{_e(path.name)}</a></p>"

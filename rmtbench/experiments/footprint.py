@@ -398,14 +398,14 @@ def footprint_table(gathered: Any) -> Any:
     """Theory against simulation, and the ternary RF against the Gaussian RF, per (dataset, n, N, gamma).
 
     Rows ``quantity`` = the empirical variable, ``reference`` = what it is compared with:
-    seed mean, standard error, reference value, ``rel_error = (mean - reference)/reference`` and the
-    z-score. The rows ``ternary_vs_gaussian`` compare the seed means of the ternary RF (at
+    seed mean, seed count, standard error, reference value, ``rel_error = (mean - reference)/reference`` and
+    the z-score (empty below :data:`rmtbench.compare.MIN_Z_COUNT` seeds). The rows ``ternary_vs_gaussian`` compare the seed means of the ternary RF (at
     ``gamma - delta_alpha0``, and at ``gamma``) with those of the Gaussian RF at ``gamma``; their
     ``sem`` combines both standard errors.
     """
     import pandas as pd
 
-    from rmtbench.compare import seed_mean_table, xr_to_frame
+    from rmtbench.compare import seed_mean_table, xr_to_frame, z_score
 
     frames = []
     methods = list(gathered["feature_map"].values) if "feature_map" in gathered.dims else []
@@ -438,8 +438,9 @@ def footprint_table(gathered: Any) -> Any:
             frame.insert(0, "quantity", f"ternary_vs_gaussian:{variable}")
             frame.insert(1, "method", "ternary_rf")
             frame.insert(2, "reference", reference)
+            frame.insert(frame.columns.get_loc("mean") + 1, "count", count)
             frame["rel_error"] = (frame["mean"] - frame["theory"]) / frame["theory"]
-            frame["z_score"] = (frame["mean"] - frame["theory"]) / frame["sem"].where(frame["sem"] > 0)
+            frame["z_score"] = z_score(frame["mean"] - frame["theory"], frame["sem"], frame["count"])
             frames.append(frame.dropna(subset=["mean", "theory"]))
     if not frames:
         return pd.DataFrame()
