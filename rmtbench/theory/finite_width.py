@@ -42,13 +42,28 @@ the differences carry that path's quadrature error over the step: measured up to
 second derivative for tanh, still below the noise. The fourth moments in Γ use the Mehler series for
 |ρ| ≤ 0.7 and a tensor Gauss–Hermite rule above (for kinked φ it converges like O(1/nodes): about 1%
 for |φ| near ρ = 1); they enter only Γ/d. The stencil reaches 2·STEP in 1 − |ρ|, inside the margin.
-Memory: about forty n × n float64 arrays at the peak of a layer. The derivation assumes Gaussian
-weights: for other laws, the first layer's mean already differs at O(1) (pitfall P8).
+Memory: about forty n × n float64 arrays at the peak of a layer.
+
+Non-Gaussian weights. For i.i.d. entries of unit variance and excess kurtosis κ_ℓ = E w⁴ − 3 in W_ℓ,
+the pair (u_i, u_j) = (wᵀΣ_i, wᵀΣ_j) of one row has the fourth joint cumulants κ_ℓ T^(m,4−m)_ij with
+T^(a,b)_ij = Σ_k Σ_ki^a Σ_kj^b, and the first Edgeworth term adds to E[K_ℓ | Σ_{ℓ−1}]::
+
+    κ_ℓ A_ℓ,   A_ij = (T^(4,0) ∂²F/∂a_i² + T^(0,4) ∂²F/∂a_j²)/6 + (T^(3,1) ∂²F/∂a_i∂c + T^(1,3) ∂²F/∂a_j∂c)/3
+                     + T^(2,2) ∂²F/∂c²/4,      A_ii = T^(4)_i h''(a_i)/6,
+
+because E[φ^(m)(u_i) φ^(4−m)(u_j)] are second derivatives of the Gaussian kernel map (heat equation:
+∂F/∂a_i = ½E ∂²_i, ∂F/∂c = E ∂_i∂_j). At the first layer T comes from the data (Σ_0 = X: the
+localisation of pitfall P8, about 3/p for delocalised data); after it T^(a,b) = M^(a,b)_{ℓ−1}/d_{ℓ−1},
+with M^(a,b) = E[φ̄(u_i)^a φ̄(u_j)^b] the moments of the layer below (the fourth moments Γ already
+uses), so the kurtosis of W_ℓ moves the mean of K_ℓ at order 1/d_{ℓ−1}, like the Gaussian terms.
+:func:`kurtosis_responses` carries each A_k through the later layers' DF; E K_ℓ − K∞_ℓ gains
+Σ_{k≤ℓ} κ_k U_{k→ℓ}. The variance is universal to first order (the law changes Γ by a relative
+O(κ T)): at the first layer Γ_1/d_1 is then exact up to a relative O(κ_1 · localisation).
 """
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -57,8 +72,8 @@ from rmtbench.activations import Activation
 
 __all__ = [
     "COLLINEAR_MARGIN", "STEP", "FiniteWidthMoments", "LayerSensitivities", "collinear_pairs", "duplicate_pairs",
-    "finite_width_moments", "finite_width_shifts", "layer_sensitivities", "network_sensitivities", "propagate",
-    "propagate_moments",
+    "finite_width_moments", "finite_width_shifts", "kurtosis_responses", "kurtosis_terms", "layer_kurtosis",
+    "layer_sensitivities", "network_sensitivities", "propagate", "propagate_moments",
 ]
 
 Array = NDArray[np.float64]
@@ -77,9 +92,11 @@ class LayerSensitivities:
     ``fc`` ∂F/∂c, ``faa`` ∂²F/∂a_i², ``fab`` ∂²F/∂a_i∂a_j, ``fac`` ∂²F/∂a_i∂c, ``fcc`` ∂²F/∂c²
     (the a_j derivatives are the transposes, F being symmetric). The diagonal is h(a) = E φ̄(√a ξ)²
     with derivatives ``h1``, ``h2``. ``g_aa`` (n,), ``g_ab``, ``g_ac``, ``g_cc`` (n × n) are the entries of
-    Γ: the covariances of (φ̄_i², φ̄_j², φ̄_iφ̄_j) for one row. Diagonals of the n × n arrays are unused
-    (NaN in the g arrays). Nearly collinear pairs (:data:`COLLINEAR_MARGIN`) are NaN in the derivative
-    arrays only: Γ needs no stencil, and the layer-1 variance Γ/d is exact for them too.
+    Γ: the covariances of (φ̄_i², φ̄_j², φ̄_iφ̄_j) for one row, built from the layer's output moments
+    ``m4`` = E φ̄_i⁴ (n,), ``m22`` = E φ̄_i²φ̄_j² and ``m31`` = E φ̄_i³φ̄_j, which the next layer's kurtosis
+    term uses. Diagonals of the n × n arrays are unused (NaN in the g and m arrays). Nearly collinear
+    pairs (:data:`COLLINEAR_MARGIN`) are NaN in the derivative arrays only: Γ needs no stencil, and the
+    layer-1 variance Γ/d is exact for them too.
     """
 
     fa: Array
@@ -94,6 +111,9 @@ class LayerSensitivities:
     g_ab: Array
     g_ac: Array
     g_cc: Array
+    m4: Array
+    m22: Array
+    m31: Array
 
 
 def layer_sensitivities(act: Activation, K: Array, *, nodes: int = 48) -> LayerSensitivities:
@@ -147,11 +167,13 @@ def layer_sensitivities(act: Activation, K: Array, *, nodes: int = 48) -> LayerS
     for name, value in pairs.items():
         if not name.startswith("g_"):  # the fourth moments hold near |ρ| = 1; the stencils do not
             value[collinear] = np.nan
+    m4 = moment(4, a)
     return LayerSensitivities(
         **pairs,
         h1=(diag_plus - diag_minus) / (2 * s),
         h2=(diag_plus - 2 * diag + diag_minus) / s**2,
-        g_aa=moment(4, a) - diag**2,
+        g_aa=m4 - diag**2,
+        m4=m4, m22=m22, m31=m31,
     )
 
 
@@ -221,14 +243,13 @@ def _layer_moments(layers: Sequence[LayerSensitivities], widths: Sequence[float]
     v_aa, v_ab, v_ac, v_cc = np.zeros(n), np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n))
     for ell, s in enumerate(layers):
         fb, fbb, fbc = s.fa.T, s.faa.T, s.fac.T
-        diag = np.diagonal(S).copy()
         if ell == 0:  # S_0 = C_0 = 0: the first layer's mean is exact, for collinear pairs too
             new = np.zeros((n, n))
         else:
-            new = (s.fa * diag[:, None] + fb * diag[None, :] + s.fc * S
-                   + 0.5 * (s.faa * v_aa[:, None] + fbb * v_aa[None, :] + s.fcc * v_cc)
-                   + s.fab * v_ab + s.fac * v_ac + fbc * v_ac.T)
-            np.fill_diagonal(new, s.h1 * diag + 0.5 * s.h2 * v_aa)
+            curvature = (0.5 * (s.faa * v_aa[:, None] + fbb * v_aa[None, :] + s.fcc * v_cc)
+                         + s.fab * v_ab + s.fac * v_ac + fbc * v_ac.T)
+            np.fill_diagonal(curvature, 0.5 * s.h2 * v_aa)
+            new = _linear(s, S) + curvature
         _copy_diagonal(new, duplicates)
         S = new
         if ell >= len(widths):
@@ -247,6 +268,59 @@ def _layer_moments(layers: Sequence[LayerSensitivities], widths: Sequence[float]
         v_aa = s.h1**2 * v_aa + s.g_aa * inv_d
         v_ab, v_ac, v_cc = v_ab_new, v_ac_new, v_cc_new
         yield new, _variance(v_aa, v_cc, duplicates)
+
+
+def _linear(s: LayerSensitivities, S: Array) -> Array:
+    """DF[S]: the first-order change of a layer's kernel map for a change S of its input kernel."""
+    diag = np.diagonal(S)
+    out = s.fa * diag[:, None] + s.fa.T * diag[None, :] + s.fc * S
+    np.fill_diagonal(out, s.h1 * diag)
+    return out
+
+
+def kurtosis_terms(layers: Sequence[LayerSensitivities], X: Array, widths: Sequence[float]) -> list[Array]:
+    """A_ℓ, ℓ = 1..L: the first-order change of E[K_ℓ | K_{ℓ−1}] per unit excess kurtosis of W_ℓ's entries.
+
+    The first layer's T^(a,b) come from the data ``X`` (``p × n``, Σ_0 = X); layer ℓ's from the moments of
+    layer ℓ − 1 over d_{ℓ−1} (module docstring), so ``widths`` needs at least L − 1 entries. Nearly
+    collinear pairs are NaN, like the derivatives.
+    """
+    if len(widths) < len(layers) - 1:
+        raise ValueError(f"need at least {len(layers) - 1} widths, got {len(widths)}")
+    X = np.asarray(X, dtype=float)
+    squares = X * X
+    terms = []
+    for ell, s in enumerate(layers):
+        if ell == 0:
+            t4, t31, t22 = (squares * squares).sum(axis=0), (squares * X).T @ X, squares.T @ squares
+        else:
+            below, inv_d = layers[ell - 1], 1.0 / float(widths[ell - 1])
+            t4, t31, t22 = below.m4 * inv_d, below.m31 * inv_d, below.m22 * inv_d
+        A = ((t4[:, None] * s.faa + t4[None, :] * s.faa.T) / 6.0 + (t31 * s.fac + t31.T * s.fac.T) / 3.0
+             + t22 * s.fcc / 4.0)
+        np.fill_diagonal(A, t4 * s.h2 / 6.0)
+        terms.append(A)
+    return terms
+
+
+def kurtosis_responses(layers: Sequence[LayerSensitivities], terms: Sequence[Array], *,
+                       duplicates: NDArray[np.bool_] | None = None) -> list[list[Array]]:
+    """U_{k→ℓ}: the first-order change of E K_ℓ per unit excess kurtosis of W_k, ``out[k][ℓ − k]`` for ℓ ≥ k.
+
+    ``terms`` are :func:`kurtosis_terms`; each is carried through the later layers by their DF (the
+    kurtosis adds to the mean only, at first order). ``duplicates`` get the diagonal's entry.
+    """
+    out = []
+    for k, term in enumerate(terms):
+        U = term.copy()
+        _copy_diagonal(U, duplicates)
+        chain = [U]
+        for s in layers[k + 1:]:
+            U = _linear(s, U)
+            _copy_diagonal(U, duplicates)
+            chain.append(U)
+        out.append(chain)
+    return out
 
 
 def _variance(v_aa: Array, v_cc: Array, duplicates: NDArray[np.bool_] | None) -> Array:
@@ -282,7 +356,8 @@ def network_sensitivities(X: Array, activations: Sequence[object], *, tau0: floa
 
 
 def finite_width_shifts(X: Array, activations: Sequence[object], widths: Sequence[float], *, tau0: float,
-                        nodes: int = 48, kernels: Sequence[Array] | None = None) -> list[Array]:
+                        nodes: int = 48, kernels: Sequence[Array] | None = None,
+                        kurtosis: float | Sequence[float] = 0.0) -> list[Array]:
     """E[Σ_ℓᵀΣ_ℓ] − K∞_ℓ for ℓ = 1..L, entry by entry, to first order in 1/d (module docstring).
 
     Parameters
@@ -300,11 +375,15 @@ def finite_width_shifts(X: Array, activations: Sequence[object], widths: Sequenc
     kernels
         K∞_1, ..., K∞_L if already computed (:func:`rmtbench.theory.deep.exact_ck`); only the first
         L − 1 are used.
+    kurtosis
+        Excess kurtosis E w⁴ − 3 of the weight entries, one value for every layer or one per layer
+        (0: Gaussian weights). Adds Σ_k κ_k U_{k→ℓ} (module docstring); the first layer's term then makes
+        S_1 non-zero.
 
     Returns
     -------
     list of ndarray
-        L matrices ``n × n``; the first is 0 (the first layer's expectation is exact). Entries of
+        L matrices ``n × n``; the first is 0 for Gaussian weights (its expectation is exact). Entries of
         nearly collinear pairs that are not duplicates are NaN (module docstring).
 
     Examples
@@ -315,16 +394,20 @@ def finite_width_shifts(X: Array, activations: Sequence[object], widths: Sequenc
     True
     """
     layers = network_sensitivities(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
-    return propagate(layers, widths, duplicates=duplicate_pairs(X))
+    duplicates = duplicate_pairs(X)
+    shifts = propagate(layers, widths, duplicates=duplicates)
+    return _add_kurtosis(shifts, layers, X, widths, kurtosis, duplicates)
 
 
 def finite_width_moments(X: Array, activations: Sequence[object], widths: Sequence[float], *, tau0: float,
-                         nodes: int = 48, kernels: Sequence[Array] | None = None) -> FiniteWidthMoments:
+                         nodes: int = 48, kernels: Sequence[Array] | None = None,
+                         kurtosis: float | Sequence[float] = 0.0) -> FiniteWidthMoments:
     """:func:`finite_width_shifts` and the first-order variance Var K_ℓ,ij of every entry (module docstring).
 
     Parameters as in :func:`finite_width_shifts`, except that ``widths`` needs all L widths (d_ℓ
-    sets layer ℓ's own fluctuation). The first layer's variance Γ_1(XᵀX)/d_1 is exact; deeper ones
-    carry terms of order 1/d², which are not computed.
+    sets layer ℓ's own fluctuation). The first layer's variance Γ_1(XᵀX)/d_1 is exact for Gaussian
+    weights; deeper ones carry terms of order 1/d², which are not computed. ``kurtosis`` changes the
+    shifts only (the variance is universal to first order).
 
     Examples
     --------
@@ -334,4 +417,31 @@ def finite_width_moments(X: Array, activations: Sequence[object], widths: Sequen
     (0.125, 0.0625)
     """
     layers = network_sensitivities(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
-    return propagate_moments(layers, widths, duplicates=duplicate_pairs(X))
+    duplicates = duplicate_pairs(X)
+    moments = propagate_moments(layers, widths, duplicates=duplicates)
+    return replace(moments, shifts=_add_kurtosis(moments.shifts, layers, X, widths, kurtosis, duplicates))
+
+
+def layer_kurtosis(kurtosis: float | Sequence[float], depth: int) -> list[float]:
+    """Per-layer excess kurtosis from one value for every layer or one per layer (checked)."""
+    values = [float(kurtosis)] * depth if np.ndim(kurtosis) == 0 else [float(k) for k in kurtosis]  # type: ignore[union-attr]
+    if len(values) != depth:
+        raise ValueError(f"kurtosis: one value, or one per layer ({depth}); got {len(values)}")
+    if not np.isfinite(values).all():
+        raise ValueError(f"kurtosis must be finite (a law without a fourth moment has no first-order term); got {values}")
+    return values
+
+
+def _add_kurtosis(shifts: list[Array], layers: Sequence[LayerSensitivities], X: Array, widths: Sequence[float],
+                  kurtosis: float | Sequence[float], duplicates: NDArray[np.bool_]) -> list[Array]:
+    """``shifts`` plus Σ_k κ_k U_{k→ℓ} (module docstring); unchanged for Gaussian weights (all κ = 0)."""
+    values = layer_kurtosis(kurtosis, len(layers))
+    if not any(values):
+        return shifts
+    responses = kurtosis_responses(layers, kurtosis_terms(layers, X, widths), duplicates=duplicates)
+    out = [S.copy() for S in shifts]
+    for k, (kappa, chain) in enumerate(zip(values, responses)):
+        if kappa:
+            for ell, U in enumerate(chain, start=k):
+                out[ell] += kappa * U
+    return out
