@@ -36,12 +36,17 @@ def _run(config, tmp_path, *, simulate=True):
 
 
 def test_activation_lists_are_an_axis_and_one_theory_serves_all_widths_and_laws():
-    config = _config(activations=[["relu", "relu"], ["tanh", {"family": "leaky_relu", "a": 1, "b": 0.1}, "abs"]],
-                     n=[32], d_over_n=[1.0, 2.0], weights=["gaussian", "rademacher"])
+    """Per activation list: one theory for every width, one for Gaussian weights and one shared by the other laws
+    (its kurtosis responses are per unit κ); without the per-pair terms, one for all laws."""
+    activations = [["relu", "relu"], ["tanh", {"family": "leaky_relu", "a": 1, "b": 0.1}, "abs"]]
+    config = _config(activations=activations, n=[32], d_over_n=[1.0, 2.0], weights=["gaussian", "rademacher", "ternary-eps0.5"])
     plan = load_sweep(config).experiments["deep"]
-    assert len(plan.cells) == 8
+    assert len(plan.cells) == 12
     assert plan.cells[-1]["activations"] == ["tanh", "leaky_relu(a=1.0,b=0.1)", "abs"]
-    assert len(plan.theory_groups()) == 2
+    assert len(plan.theory_groups()) == 4
+    config = _config(activations=activations, n=[32], d_over_n=[1.0, 2.0], weights=["gaussian", "rademacher"],
+                     per_pair_correction=False)
+    assert len(load_sweep(config).experiments["deep"].theory_groups()) == 2
 
 
 def test_small_sweep_end_to_end(tmp_path):
@@ -118,6 +123,40 @@ def test_collinear_samples_leave_the_per_pair_rows_out_and_say_why(tmp_path):
     theory = plan.kind.theory(next(iter(plan.theory_groups().values())), RunContext(data_dir=tmp_path))
     assert "nearly collinear" in theory["ck_shift_per_pair"].attrs["not_computed"]
     assert np.isnan(theory["ck_shift_per_pair"].sel(layer=2)).all()  # collinear in the data: nothing after layer 1
+
+
+def test_non_gaussian_weights_add_their_kurtosis_terms_to_the_per_pair_mean(tmp_path):
+    """Per-layer laws (Rademacher, then sparse ternary: κ = −2, 7) share one theory store of responses per unit
+    kurtosis; each cell's per-pair mean adds Σ_k κ_k U_{k→ℓ} with its own κ, as the theory module computes it
+    directly. A law without a fourth moment (Student t, 4 degrees of freedom) gets no per-pair prediction."""
+    from rmtbench.experiments.common import cell_data
+    from rmtbench.theory import deep
+    from rmtbench.theory.finite_width import finite_width_shifts
+
+    config = _config(activations=[["relu", "erf"]], n=[32], weights=["gaussian", ["rademacher", "ternary-eps0.9"], "student_t-dof4"])
+    plan, gathered = _run(config, tmp_path)
+    assert len(plan.theory_groups()) == 2
+    kappa = gathered["weight_kurtosis"].sel(dataset="g", n=32, d_over_n=1.0, activations="relu+erf")
+    assert kappa.sel(weights="rademacher+ternary-eps0.9").values.tolist() == pytest.approx([-2.0, 7.0])
+    assert np.isinf(kappa.sel(weights="student_t-dof4")).all() and (kappa.sel(weights="gaussian") == 0).all()
+    ones = gathered["ck_ones_predicted_per_pair"].sel(dataset="g", n=32, d_over_n=1.0, activations="relu+erf")
+    cell = plan.cells[0]
+    data = cell_data(cell, RunContext(data_dir=tmp_path))
+    tau0 = deep.data_statistics(data).tau
+    shifts = [finite_width_shifts(data.X, ["relu", "erf"], [32, 32], tau0=tau0, kurtosis=k) for k in (0.0, [-2.0, 7.0])]
+    added = [(laws - gaussian).sum() / 32 for gaussian, laws in zip(*shifts)]
+    assert abs(added[0]) > 1e-3 and abs(added[1]) > 1e-2  # both layers move: the check below has teeth
+    np.testing.assert_allclose(ones.sel(weights="rademacher+ternary-eps0.9") - ones.sel(weights="gaussian"), added,
+                               rtol=1e-4)
+    assert ones.sel(weights="student_t-dof4").isnull().all()
+    assert gathered["ck_error_empirical_per_pair"].sel(weights="gaussian").notnull().all()
+    # beside it, for non-Gaussian laws only, the mean as if the weights were Gaussian: what the term changes
+    as_gaussian = gathered["ck_ones_predicted_per_pair_gaussian_law"].sel(dataset="g", n=32, d_over_n=1.0,
+                                                                          activations="relu+erf")
+    np.testing.assert_allclose(as_gaussian.sel(weights="rademacher+ternary-eps0.9"), ones.sel(weights="gaussian"), rtol=1e-12)
+    table = plan.kind.compare(gathered)
+    rows = table[table.quantity.isin(["ck_empirical_per_pair_gaussian_law", "ck_ones_excess_per_pair_gaussian_law"])]
+    assert len(rows) == 8 and set(rows["weights"]) == {"rademacher+ternary-eps0.9", "student_t-dof4"}
 
 
 def test_fluctuation_rows_with_several_pairs_of_draws(tmp_path):

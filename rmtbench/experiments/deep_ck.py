@@ -7,7 +7,10 @@ network's NTK are accumulated (:mod:`rmtbench.deepnet`). The theory, computed on
 activation list), is the exact infinite-width CK and NTK of every layer (Gaussian recursion), their
 Gu+22 linear equivalents, and two finite-width terms: the rank-one term of pitfall P12 and the
 entry-by-entry first-order mean of :mod:`rmtbench.theory.finite_width`, with the entries' variance
-(option ``per_pair_correction``). Four comparisons come out:
+(option ``per_pair_correction``). For non-Gaussian weights the per-pair mean adds each layer's kurtosis
+term, Σ_k κ_k U_{k→ℓ}: the theory (one per data set, activation list and "Gaussian or not") stores the
+responses U per unit kurtosis, and each cell's summary weights them with its own laws' κ. Four
+comparisons come out:
 
 * linear equivalent against the exact infinite-width kernel (theory against theory: Gu+22's claim),
   with the data-driven ε_i = ‖x_i‖² − τ² (``*_equivalent``) and with Gu+22's V = [J/√p, ψ]
@@ -104,40 +107,72 @@ def layer_widths(cell: Cell, depth: int, *, d_over_n: float | None = None) -> li
     return [max(1, int(round(ratio * int(cell["n"]) * float(m)))) for m in profile]
 
 
+def weight_kurtosis(cell: Cell) -> list[float]:
+    """Excess kurtosis E w⁴ − 3 of every layer's weight law (0 for Gaussian weights, inf without a fourth moment)."""
+    from rmtbench.weights import weight_law
+
+    laws = [weight_law(w) for w in str(cell["weights"]).split("+")]
+    depth = len(cell["activations"])
+    return [law.fourth_moment - 3.0 for law in (laws * depth if len(laws) == 1 else laws)]
+
+
+class PerPairMoments(NamedTuple):
+    """The entry-by-entry terms of :mod:`rmtbench.theory.finite_width` for every width ratio, float32."""
+
+    shifts: np.ndarray  # S_ℓ for Gaussian weights, (ratio, layer, n, n)
+    variances: np.ndarray  # Var K_ℓ,ij, (ratio, layer, n, n)
+    kurtosis_responses: np.ndarray | None  # U_{k→ℓ} per unit excess kurtosis of W_k, (ratio, k, ℓ, n, n); 0 for ℓ < k
+    excluded: int  # nearly collinear pairs left out
+    why: str  # '' when none is
+
+
 def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: list[float], *, tau0: float,
-                     kernels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, int, str]:
-    """S_ℓ and Var K_ℓ of :mod:`rmtbench.theory.finite_width` for every width ratio, float32 (ratio, layer,
-    n, n) each, the number of nearly collinear pairs left out, and why ('' when none is).
+                     kernels: list[np.ndarray], kurtosis: bool = False) -> PerPairMoments:
+    """S_ℓ and Var K_ℓ of :mod:`rmtbench.theory.finite_width` for every width ratio, and with ``kurtosis`` the
+    responses of the mean to each layer's weight kurtosis.
 
     The layers' sensitivities depend on the infinite-width kernels only: computed once, propagated per ratio.
     Entries of nearly collinear pairs (not duplicates) are NaN after layer 1, as :mod:`rmtbench.theory.finite_width`
     says; when the data themselves have such pairs, only the first layer (shift 0, exact variance) is computed.
     """
-    from rmtbench.theory.finite_width import collinear_pairs, duplicate_pairs, network_sensitivities, propagate_moments
+    from rmtbench.theory.finite_width import (
+        collinear_pairs, duplicate_pairs, kurtosis_responses, kurtosis_terms, network_sensitivities, propagate_moments,
+    )
 
     depth, duplicates = len(activations), duplicate_pairs(X)
     n, nodes = X.shape[1], int(cell["kernel_nodes"])
 
-    def moments(layers: list[Any], ratio: float) -> tuple[np.ndarray, np.ndarray]:  # float32 at once: n² per layer
-        m = propagate_moments(layers, layer_widths(cell, depth, d_over_n=ratio)[: len(layers)], duplicates=duplicates)
-        return np.array(m.shifts, dtype=np.float32), np.array(m.variances, dtype=np.float32)
+    def moments(layers: list[Any], ratio: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        widths = layer_widths(cell, depth, d_over_n=ratio)[: len(layers)]
+        m = propagate_moments(layers, widths, duplicates=duplicates)
+        shifts, variances = np.array(m.shifts, dtype=np.float32), np.array(m.variances, dtype=np.float32)
+        if not kurtosis:
+            return shifts, variances, None
+        responses = np.zeros((len(layers), len(layers), n, n), dtype=np.float32)  # float32 at once: n² per pair
+        for k, chain in enumerate(kurtosis_responses(layers, kurtosis_terms(layers, X, widths), duplicates=duplicates)):
+            responses[k, k:] = chain
+        return shifts, variances, responses
 
     in_data = int(np.triu(collinear_pairs(X.T @ X) & ~duplicates, 1).sum())
     if in_data:  # their entries would be NaN from layer 2 on: skip the work
         shifts = np.full((len(ratios), depth, n, n), np.nan, dtype=np.float32)
         variances = np.full_like(shifts, np.nan)
+        responses = np.full((len(ratios), depth, depth, n, n), np.nan, dtype=np.float32) if kurtosis else None
         first = network_sensitivities(X, activations[:1], tau0=tau0, nodes=nodes, kernels=kernels[:1])
         for i, r in enumerate(ratios):
-            shifts[i, :1], variances[i, :1] = moments(first, r)
-        return shifts, variances, in_data, (
+            shifts[i, :1], variances[i, :1], response = moments(first, r)
+            if responses is not None:
+                responses[i, :1, :1] = response
+        return PerPairMoments(shifts, variances, responses, in_data, (
             f"{in_data} pairs of samples of the data are nearly collinear (1 - |rho| < 0.01, not duplicates): the "
-            "first-order expansion does not hold for them, so the per-pair terms are computed at layer 1 only")
+            "first-order expansion does not hold for them, so the per-pair terms are computed at layer 1 only"))
     layers = network_sensitivities(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
-    shifts, variances = (np.stack(a) for a in zip(*(moments(layers, r) for r in ratios)))
+    shifts, variances, responses = zip(*(moments(layers, r) for r in ratios))
+    shifts, variances = np.stack(shifts), np.stack(variances)
     later = int(np.triu(np.isnan(variances).any(axis=(0, 1)), 1).sum())
-    return shifts, variances, later, (
+    return PerPairMoments(shifts, variances, np.stack(responses) if kurtosis else None, later, (
         f"{later} pairs of samples become nearly collinear (1 - |rho| < 0.01) at some layer: outside the expansion, "
-        "their entries are NaN, and the per-pair rows of the layers after it with them" if later else "")
+        "their entries are NaN, and the per-pair rows of the layers after it with them" if later else ""))
 
 
 class DeepConjugateKernel(Experiment):
@@ -172,9 +207,10 @@ class DeepConjugateKernel(Experiment):
                         "description": "Largest depth of the alpha-ratio figure."},
         "per_pair_correction": {"type": "boolean", "default": True,
                                 "description": "Also compute the entry-by-entry first-order finite-width mean E K_l - K_inf,l "
-                                               "and variance Var K_l,ij for Gaussian weights (rmtbench.theory.finite_width; "
+                                               "(with the weight law's kurtosis term for non-Gaussian weights) and variance "
+                                               "Var K_l,ij (rmtbench.theory.finite_width; "
                                                "about 40 n x n float64 arrays at the peak, and two n x n float32 matrices per "
-                                               "width and layer in the theory store). Nearly collinear pairs of samples are "
+                                               "width and layer in the theory store, L more for non-Gaussian weights). Nearly collinear pairs of samples are "
                                                "left out (NaN)."},
         "width_profile": {"type": ["array", "null"], "items": POSITIVE, "minItems": 1, "default": None,
                           "description": "Per-layer width multipliers m_l (one per layer of every network of the block): "
@@ -205,6 +241,8 @@ class DeepConjugateKernel(Experiment):
             key["width_profile"] = list(cell["width_profile"])
         if cell.get("per_pair_correction"):
             key["per_pair"] = True
+            if any(weight_kurtosis(cell)):  # every non-Gaussian law shares the responses per unit kurtosis
+                key["kurtosis"] = True
         return short_hash(key)
 
     # -- empirical ---------------------------------------------------------------------------------
@@ -267,6 +305,8 @@ class DeepConjugateKernel(Experiment):
                 "ck_fluctuation": (("draw_pair", "layer"), np.array(pair_norms).reshape(seeds // 2, depth),
                                    {"description": "||K_2k - K_2k+1||_F^2 / (2n) per pair of draws: mean sum_ij Var K_ij / n"}),
                 "width": (("layer",), np.array(widths, dtype=float), {"long_name": "hidden width d_l"}),
+                "weight_kurtosis": (("layer",), np.array(weight_kurtosis(cell)),
+                                    {"long_name": "excess kurtosis E w^4 - 3 of the weight entries of layer l"}),
             },
             coords={"layer": np.arange(1, depth + 1), "seed": np.arange(seeds), "draw_pair": np.arange(seeds // 2),
                     "eig": np.arange(n)},
@@ -309,17 +349,24 @@ class DeepConjugateKernel(Experiment):
         rank_one = np.array([finite_width_correction(coefs, layer_widths(first, depth, d_over_n=r)) for r in ratios])
         per_pair = {}
         if first.get("per_pair_correction"):
-            shifts, variances, excluded, why = per_pair_moments(first, X, acts, ratios, tau0=stats.tau, kernels=kernels.ck)
-            reason = {"not_computed": why} if why else {}
+            terms = per_pair_moments(first, X, acts, ratios, tau0=stats.tau, kernels=kernels.ck,
+                                     kurtosis=any(weight_kurtosis(first)))
+            reason = {"not_computed": terms.why} if terms.why else {}
             per_pair["ck_shift_per_pair"] = (
-                ("d_over_n", "layer", "row", "col"), shifts,
+                ("d_over_n", "layer", "row", "col"), terms.shifts,
                 {"long_name": "first-order finite-width mean E K_l - K_inf,l, entry by entry, for Gaussian weights",
                  "source": "rmtbench.theory.finite_width (float32)", **reason})
             per_pair["ck_variance_per_pair"] = (
-                ("d_over_n", "layer", "row", "col"), variances,
-                {"long_name": "first-order finite-width variance Var K_l,ij, entry by entry, for Gaussian weights",
-                 "source": "rmtbench.theory.finite_width (float32)", **reason})
-            per_pair["per_pair_collinear_pairs"] = ((), excluded,
+                ("d_over_n", "layer", "row", "col"), terms.variances,
+                {"long_name": "first-order finite-width variance Var K_l,ij, entry by entry (universal in the weight law "
+                              "at this order)", "source": "rmtbench.theory.finite_width (float32)", **reason})
+            if terms.kurtosis_responses is not None:
+                per_pair["ck_kurtosis_response_per_pair"] = (
+                    ("d_over_n", "source_layer", "layer", "row", "col"), terms.kurtosis_responses,
+                    {"long_name": "first-order change of E K_l per unit excess kurtosis of the weights of layer "
+                                  "source_layer + 1 (0 for layer < source_layer + 1; source_layer is an index from 0)",
+                     "source": "rmtbench.theory.finite_width.kurtosis_responses (float32)", **reason})
+            per_pair["per_pair_collinear_pairs"] = ((), terms.excluded,
                                                     {"long_name": "nearly collinear pairs of samples (the reason is the "
                                                                   "not_computed attribute of ck_shift_per_pair)"})
         ratio_acts = [str(a) for a in first["ratio_activations"]]
@@ -390,13 +437,12 @@ QUANTITIES = [
     ("ck_empirical", "ck_error_empirical", "ck_mc_floor"),
     ("ck_empirical_corrected", "ck_error_empirical_corrected", "ck_mc_floor"),
     ("ck_empirical_per_pair", "ck_error_empirical_per_pair", "ck_mc_floor"),
+    # non-Gaussian weights only: the per-pair mean as if the weights were Gaussian (what the kurtosis term fixes)
+    ("ck_empirical_per_pair_gaussian_law", "ck_error_empirical_per_pair_gaussian_law", "ck_mc_floor"),
     ("ck_variance_per_pair", "ck_error_variance", "ck_variance_floor"),
     ("ntk_empirical", "ntk_error_empirical", "ntk_mc_floor"),
 ]
 
-#: Fewest draws (or pairs) for a z-score: (mean − prediction)/sem is then a t statistic with ≥ 3 degrees of
-#: freedom, the fewest with a finite variance (with 2 pairs, |z| = 7 at an exact layer was seen).
-MIN_Z_COUNT = 4
 
 
 #: |z| from which a relative z-score row's error counts as resolved, and enters the fit of its rate in n.
@@ -418,12 +464,13 @@ class ZRow(NamedTuple):
 #: with many draws its z-scores are large by design, and rel_error·d measures c (docs/findings.md).
 ONES = [ZRow("ck_ones_excess", "ck_ones_excess", "seed", "ck_ones_predicted", False),
         ZRow("ck_ones_excess_per_pair", "ck_ones_excess", "seed", "ck_ones_predicted_per_pair", False),
+        ZRow("ck_ones_excess_per_pair_gaussian_law", "ck_ones_excess", "seed", "ck_ones_predicted_per_pair_gaussian_law", False),
         ZRow("ck_fluctuation_per_pair", "ck_fluctuation", "draw_pair", "ck_fluctuation_predicted", True)]
 
 _KEEP_THEORY = ("ck_exact_eigenvalues", "ck_equivalent_eigenvalues", "ck_equivalent_error", "ck_equivalent_error_model", "ntk_equivalent_error", "ntk_equivalent_error_model",
                 "tau", "shift", "alpha", "beta", "kappa2", "rank_one", "per_pair_collinear_pairs", "ratio_alpha", "tau0", "stat_estimated",
                 "stat_class_fraction", "stat_t", "stat_T", "stat_psi_std")
-_KEEP_SIM = ("ck_eigenvalues", "width", "ck_ones", "ck_fluctuation")
+_KEEP_SIM = ("ck_eigenvalues", "width", "weight_kurtosis", "ck_ones", "ck_fluctuation")
 
 
 def cell_summary(sim: Any, theory: Any) -> Any:
@@ -431,7 +478,8 @@ def cell_summary(sim: Any, theory: Any) -> Any:
 
     ``ck_error_empirical``: ||K_emp − K_∞|| / ||K_∞|| per layer; ``ck_error_empirical_corrected``: the
     same with K_∞ + r_ℓ(11ᵀ − I); ``ck_error_empirical_per_pair``: with K_∞ + S_ℓ, the per-pair term (when
-    the theory has it); ``ck_mc_floor``: the seed halves' noise over ||K_∞||; the NTK the same at the last
+    the theory has it, with the kurtosis terms of non-Gaussian weights; for those ``*_per_pair_gaussian_law``
+    is the same without them); ``ck_mc_floor``: the seed halves' noise over ||K_∞||; the NTK the same at the last
     layer (no finite-width correction); ``ck_ones_excess``: 1ᵀ(K_emp,seed − K_∞)1/n per seed, against
     ``ck_ones_predicted`` = r_ℓ (n − 1) and ``ck_ones_predicted_per_pair`` = 1ᵀS_ℓ1/n. With the per-pair
     variance: ``ck_error_variance`` = ‖V_emp − V_ℓ‖/‖V_ℓ‖ for the per-entry variance over the draws,
@@ -458,6 +506,8 @@ def cell_summary(sim: Any, theory: Any) -> Any:
     has_pair = "ck_shift_per_pair" in theory
     has_variance = "ck_variance_per_pair" in theory and "ck_entry_variance" in sim
     pair_error, pair_ones, variance_error, variance_floor, fluctuation = [], [], [], [], []
+    gaussian_error, gaussian_ones = [], []  # non-Gaussian weights: the per-pair mean without the kurtosis term
+    non_gaussian = "weight_kurtosis" in sim and bool(np.asarray(sim["weight_kurtosis"].values).any())
     for i, layer in enumerate(layers):
         exact = np.asarray(theory["ck_exact"].sel(layer=layer).values, dtype=float)
         emp = np.asarray(sim["ck"].sel(layer=layer).values, dtype=float)
@@ -469,10 +519,12 @@ def cell_summary(sim: Any, theory: Any) -> Any:
         ones_excess.append(sim["ck_ones"].sel(layer=layer).values - exact.sum() / n)
         ones_pred.append(r * (n - 1))
         if has_pair:
-            shift = np.asarray(theory["ck_shift_per_pair"].sel(layer=layer).values, dtype=float)
-            complete = bool(np.isfinite(shift).all())  # nearly collinear pairs are NaN: no per-pair rows then
-            pair_error.append(relative_error(emp, exact + shift) if complete else np.nan)
-            pair_ones.append(shift.sum() / n if complete else np.nan)
+            gaussian = np.asarray(theory["ck_shift_per_pair"].sel(layer=layer).values, dtype=float)
+            for shift, errors, ones in ((gaussian + kurtosis_shift(sim, theory, layer), pair_error, pair_ones),
+                                        (gaussian, gaussian_error, gaussian_ones)):
+                complete = bool(np.isfinite(shift).all())  # nearly collinear pairs are NaN: no per-pair rows then
+                errors.append(relative_error(emp, exact + shift) if complete else np.nan)
+                ones.append(shift.sum() / n if complete else np.nan)
         if has_variance:
             predicted = np.asarray(theory["ck_variance_per_pair"].sel(layer=layer).values, dtype=float)
             complete = bool(np.isfinite(predicted).all())
@@ -496,12 +548,31 @@ def cell_summary(sim: Any, theory: Any) -> Any:
         ck_ones_predicted=(("layer",), np.array(ones_pred)),
         **({"ck_error_empirical_per_pair": (("layer",), np.array(pair_error)),
             "ck_ones_predicted_per_pair": (("layer",), np.array(pair_ones))} if has_pair else {}),
+        **({"ck_error_empirical_per_pair_gaussian_law": (("layer",), np.array(gaussian_error)),
+            "ck_ones_predicted_per_pair_gaussian_law": (("layer",), np.array(gaussian_ones))}
+           if has_pair and non_gaussian else {}),
         **({"ck_error_variance": (("layer",), np.array(variance_error)),
             "ck_variance_floor": (("layer",), np.array(variance_floor)),
             "ck_fluctuation_predicted": (("layer",), np.array(fluctuation))} if has_variance else {}),
         ntk_error_empirical=((), ntk_error),
         ntk_mc_floor=((), ntk_floor),
     )
+
+
+def kurtosis_shift(sim: Any, theory: Any, layer: int) -> np.ndarray | float:
+    """Σ_k κ_k U_{k→ℓ}: what the weights' excess kurtosis adds to the first-order mean of layer ``layer``.
+
+    0 for Gaussian weights; NaN (no per-pair prediction) where a law has no fourth moment or the theory has no
+    responses.
+    """
+    kappas = np.asarray(sim["weight_kurtosis"].values, dtype=float) if "weight_kurtosis" in sim else np.zeros(1)
+    if not kappas.any():
+        return 0.0
+    if not np.isfinite(kappas).all() or "ck_kurtosis_response_per_pair" not in theory:
+        return np.nan
+    responses = theory["ck_kurtosis_response_per_pair"].sel(layer=layer)
+    return sum(kappa * np.asarray(responses.isel(source_layer=k).values, dtype=float)
+               for k, kappa in enumerate(kappas) if kappa and k < layer)  # layers count from 1, sources from 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -514,12 +585,12 @@ def error_table(gathered: Any, axes: list[str], quantities: list[tuple[str, str,
     the rate of the error in n fitted over the sizes of its group (``rate`` ± ``rate_stderr``).
 
     ``ones`` lists :class:`ZRow`: rows with the mean over the draws (or pairs of draws), their ``count``, its
-    standard error, the prediction and the z-score (empty below :data:`MIN_Z_COUNT` draws), and with
+    standard error, the prediction and the z-score (empty below :data:`rmtbench.compare.MIN_Z_COUNT` draws), and with
     ``relative`` the relative error of the mean, which the rate is then fitted to where |z| ≥ :data:`RESOLVED_Z`.
     """
     import pandas as pd
 
-    from rmtbench.compare import convergence_rate
+    from rmtbench.compare import convergence_rate, z_score
 
     frames = []
     for quantity, var, floor in quantities:
@@ -539,8 +610,7 @@ def error_table(gathered: Any, axes: list[str], quantities: list[tuple[str, str,
         sem = values.std(row.draws, ddof=1) / np.sqrt(count)
         frame = xr_frame({"mean": mean, "count": count, "sem": sem, "theory": gathered[row.prediction]})
         frame = frame.dropna(subset=["mean", "theory"])
-        # a t statistic with count − 1 degrees of freedom: below three its variance is infinite, no z then
-        frame["z_score"] = ((frame["mean"] - frame["theory"]) / frame["sem"]).where(frame["count"] >= MIN_Z_COUNT)
+        frame["z_score"] = z_score(frame["mean"] - frame["theory"], frame["sem"], frame["count"])
         if row.relative:
             frame["rel_error"] = (frame["mean"] - frame["theory"]) / frame["theory"]
         frame.insert(0, "quantity", row.quantity)
@@ -693,10 +763,14 @@ def error_figures(ds: Any, outdir: Path) -> list[Path]:
                 f = c2["ck_mc_floor"].sel(layer=last).values.astype(float)
                 pair = (c2["ck_error_empirical_per_pair"].sel(layer=last).values.astype(float)
                         if "ck_error_empirical_per_pair" in c2 else np.full_like(y, np.nan))
+                as_gaussian = (c2["ck_error_empirical_per_pair_gaussian_law"].sel(layer=last).values.astype(float)
+                               if "ck_error_empirical_per_pair_gaussian_law" in c2 else np.full_like(y, np.nan))
                 if np.isfinite(pair).any():
                     axes[2].plot(ns, pair, "o-", color=color, ms=3.5, alpha=shade,
                                  label=f"{acts}, d/n={ratio:g}{rate_label(ns, pair)}")
                     axes[2].plot(ns, y, "x--", color=color, ms=3.5, alpha=0.5 * shade)
+                    if np.isfinite(as_gaussian).any():  # non-Gaussian weights: the same without the kurtosis term
+                        axes[2].plot(ns, as_gaussian, "^-.", color=color, ms=3.5, alpha=0.5 * shade)
                 elif np.isfinite(y).any():
                     axes[2].plot(ns, y, "x--", color=color, ms=3.5, alpha=shade,
                                  label=f"{acts}, d/n={ratio:g}, rank-one{rate_label(ns, y)}")
@@ -721,7 +795,9 @@ def error_figures(ds: Any, outdir: Path) -> list[Path]:
             "dashed with V = [J/sqrt(p), psi]. Middle: the NTK equivalent (beta recursion) against the exact NTK "
             "(seed eq. 22). Right: the seed-mean empirical CK against the exact CK plus a finite-width term at each width: "
             "solid, the entry-by-entry first-order mean E K_l - K_inf,l (rmtbench.theory.finite_width, where computed); "
-            "crosses dashed, the rank-one term r_l(11^T - I) (pitfall P12); the Monte-Carlo floor (two halves of the seeds) dotted. "
+            "crosses dashed, the rank-one term r_l(11^T - I) (pitfall P12); for non-Gaussian weights, triangles dash-dotted, "
+            "the entry-by-entry mean as if the weights were Gaussian (solid adds each layer's weight-kurtosis term); "
+            "the Monte-Carlo floor (two halves of the seeds) dotted. "
             "Legends give the fitted rates n^slope."
         )
         paths.append(save_figure(fig, outdir, name, caption))
