@@ -9,6 +9,7 @@ norm about 1. Everything here is a thin wrapper: the formulas live in :mod:`rmtb
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,12 +241,12 @@ def alpha_coefficients(activation: ActivationSpec, *, tau: float = 1.0) -> tuple
 
 
 def deep_conjugate_kernels(activations: Sequence[ActivationSpec], X: ArrayLike, *, widths: Sequence[float] | None = None,
-                           tau0: float | None = None, nodes: int = 48) -> NDArray[np.float64]:
+                           tau0: float | None = None, nodes: int = 48, weights: Any = "gaussian") -> NDArray[np.float64]:
     """Expected conjugate kernel Σ_lᵀΣ_l of every layer of a deep random MLP, at infinite or finite width.
 
     The network is rmtbench's (:mod:`rmtbench.deepnet`): Σ_l = (φ_l(W_l Σ_{l−1}) − c_l)/sqrt(d_l) with
-    Gaussian unit-variance weights and centring constants c_l = E φ_l(τ_{l−1}ξ) taken along the
-    nominal scales from τ_0.
+    unit-variance weights and centring constants c_l = E φ_l(τ_{l−1}ξ) taken along the nominal scales
+    from τ_0.
 
     Parameters
     ----------
@@ -261,6 +262,11 @@ def deep_conjugate_kernels(activations: Sequence[ActivationSpec], X: ArrayLike, 
         τ_0 of the centring constants; by default sqrt of the mean squared norm of the samples.
     nodes
         Gauss-Hermite nodes per dimension where no closed form or exact path exists.
+    weights
+        Law of the weight entries (:func:`rmtbench.weights.weight_law`: ``"gaussian"``, ``"rademacher"``,
+        ``"ternary-eps0.9"``, ...), or one per layer. A law of excess kurtosis κ adds its first-order
+        term (:mod:`rmtbench.theory.finite_width`): at the first layer through the data's localisation,
+        at any width (also ``widths=None``, propagated through the later layers), and κ/d_{l−1} at layer l.
 
     Returns
     -------
@@ -277,10 +283,18 @@ def deep_conjugate_kernels(activations: Sequence[ActivationSpec], X: ArrayLike, 
     from rmtbench.theory.deep import exact_ck
     from rmtbench.theory.finite_width import finite_width_shifts
 
+    from rmtbench.weights import weight_law
+
     A, acts, tau0 = _deep_inputs(X, activations, tau0)
+    laws = [weight_law(w) for w in ([weights] if isinstance(weights, (str, Mapping)) else weights)]
+    if len(laws) not in (1, len(acts)):
+        raise ValueError(f"weights: one law, or one per layer ({len(acts)}); got {len(laws)}")
+    kurtosis = [law.fourth_moment - 3.0 for law in (laws * len(acts) if len(laws) == 1 else laws)]
     kernels = exact_ck(A, acts, tau0=tau0, nodes=nodes)
-    if widths is not None:
-        kernels = [K + S for K, S in zip(kernels, finite_width_shifts(A, acts, widths, tau0=tau0, nodes=nodes, kernels=kernels))]
+    if widths is not None or any(kurtosis):  # infinite widths: only the first layer's kurtosis term is left
+        shifts = finite_width_shifts(A, acts, [math.inf] * len(acts) if widths is None else widths, tau0=tau0,
+                                     nodes=nodes, kernels=kernels, kurtosis=kurtosis)
+        kernels = [K + S for K, S in zip(kernels, shifts)]
     return np.stack(kernels)
 
 
@@ -293,6 +307,8 @@ def deep_conjugate_kernel_variances(activations: Sequence[ActivationSpec], X: Ar
     network and the data (measured for three relu layers on two Gaussian mixtures: c from 2.6 to 3.8
     at layer 2 and 6 to 10 at layer 3; docs/findings.md). Summed over the entries it is
     E‖K_l − E K_l‖²_F, one draw's distance from the mean. Entries of nearly collinear samples are NaN.
+    At this order the variance does not depend on the weight law; for a law of excess kurtosis κ the
+    first layer's is exact only up to a relative O(κ Σ_k x_ik⁴/‖x_i‖⁴).
 
     Returns
     -------

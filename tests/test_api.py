@@ -186,6 +186,28 @@ def test_deep_conjugate_kernels_wrap_the_recursion_and_the_finite_width_mean():
     assert np.array_equal(finite[0], infinite[0]) and not np.allclose(finite[1], infinite[1], rtol=1e-3)
 
 
+def test_deep_conjugate_kernels_take_the_weight_law_per_layer():
+    """A non-Gaussian law adds the module's kurtosis terms (κ = E w⁴ − 3 from the law): at finite width, and at
+    infinite width the first layer's (d-independent) term only; one law per layer is accepted, a wrong count is not."""
+    from rmtbench.theory.finite_width import finite_width_shifts
+
+    X = np.random.default_rng(3).standard_normal((9, 20)) / np.sqrt(20)
+    acts = ["relu", "tanh"]
+    tau0 = float(np.sqrt(np.mean(np.sum(X * X, axis=1))))
+    gaussian = api.deep_conjugate_kernels(acts, X, widths=[30, 30])
+    ternary = api.deep_conjugate_kernels(acts, X, widths=[30, 30], weights="ternary-eps0.9")
+    terms = [s - g for s, g in zip(finite_width_shifts(X.T, acts, [30, 30], tau0=tau0, kurtosis=7.0),
+                                   finite_width_shifts(X.T, acts, [30, 30], tau0=tau0))]
+    np.testing.assert_allclose(ternary - gaussian, np.stack(terms), rtol=1e-10, atol=1e-14)
+    assert np.abs(terms[1]).max() > 1e-3
+    infinite = api.deep_conjugate_kernels(acts, X)
+    assert np.array_equal(api.deep_conjugate_kernels(acts, X, weights=["gaussian", {"law": "rademacher"}]), infinite)
+    first = api.deep_conjugate_kernels(acts, X, weights=["rademacher", "gaussian"])
+    assert not np.allclose(first[0], infinite[0], rtol=1e-3) and not np.allclose(first[1], infinite[1], rtol=1e-3)
+    with pytest.raises(ValueError, match="one per layer"):
+        api.deep_conjugate_kernels(acts, X, weights=["gaussian"] * 3)
+
+
 def test_deep_conjugate_kernel_variances_wrap_the_first_order_covariance():
     """Rows are samples; the same numbers as the column-oriented module; all L widths are needed."""
     from rmtbench.theory.finite_width import finite_width_moments
