@@ -122,7 +122,10 @@ def estimate(cells: list[Any], *, step: str, block_rows: int = 1024) -> dict[str
             # 40 n-by-n arrays at the peak, and a float32 n-by-n shift and variance per width and layer in the store;
             # the time is that of tanh on Fashion-MNIST (4% of its pairs take the 2-D rules), with a margin
             widths = len({c.get("d_over_n") for c in cells})
-            memory += BYTES * 40 * n * n + 4 * 2 * widths * depth * n * n
+            memory += BYTES * (40 + 2 * depth) * n * n + 4 * 2 * widths * depth * n * n  # 2 fourth moments kept per layer
+            if any(law != "gaussian" for law in str(cell.get("weights", "gaussian")).split("+")):
+                # the responses to each layer's kurtosis: L(L+1)/2 float64 n-by-n, L² float32 per width in the store
+                memory += BYTES * depth * (depth + 1) // 2 * n * n + 4 * widths * depth * depth * n * n
             flops += depth * n * n * 150000
         seconds = flops / (FLOPS_PER_SECOND * threads)
     return {"threads": threads, "memory": float(memory), "seconds": float(seconds)}
