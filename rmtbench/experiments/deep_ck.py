@@ -208,10 +208,10 @@ class DeepConjugateKernel(Experiment):
         "per_pair_correction": {"type": "boolean", "default": True,
                                 "description": "Also compute the entry-by-entry first-order finite-width mean E K_l - K_inf,l "
                                                "(with the weight law's kurtosis term for non-Gaussian weights) and variance "
-                                               "Var K_l,ij (rmtbench.theory.finite_width; "
-                                               "about 40 n x n float64 arrays at the peak, and two n x n float32 matrices per "
-                                               "width and layer in the theory store, L more for non-Gaussian weights). Nearly collinear pairs of samples are "
-                                               "left out (NaN)."},
+                                               "Var K_l,ij (rmtbench.theory.finite_width; about 40 n x n float64 arrays at "
+                                               "the peak, and two n x n float32 matrices per width and layer in the theory "
+                                               "store, L more for non-Gaussian weights). Nearly collinear pairs of samples "
+                                               "are left out (NaN)."},
         "width_profile": {"type": ["array", "null"], "items": POSITIVE, "minItems": 1, "default": None,
                           "description": "Per-layer width multipliers m_l (one per layer of every network of the block): "
                                          "d_l = round(d_over_n * n * m_l); null: the same width in every layer."},
@@ -443,8 +443,6 @@ QUANTITIES = [
     ("ntk_empirical", "ntk_error_empirical", "ntk_mc_floor"),
 ]
 
-
-
 #: |z| from which a relative z-score row's error counts as resolved, and enters the fit of its rate in n.
 RESOLVED_Z = 3.0
 
@@ -520,8 +518,10 @@ def cell_summary(sim: Any, theory: Any) -> Any:
         ones_pred.append(r * (n - 1))
         if has_pair:
             gaussian = np.asarray(theory["ck_shift_per_pair"].sel(layer=layer).values, dtype=float)
-            for shift, errors, ones in ((gaussian + kurtosis_shift(sim, theory, layer), pair_error, pair_ones),
-                                        (gaussian, gaussian_error, gaussian_ones)):
+            predictions = [(gaussian + kurtosis_shift(sim, theory, layer), pair_error, pair_ones)]
+            if non_gaussian:
+                predictions.append((gaussian, gaussian_error, gaussian_ones))
+            for shift, errors, ones in predictions:
                 complete = bool(np.isfinite(shift).all())  # nearly collinear pairs are NaN: no per-pair rows then
                 errors.append(relative_error(emp, exact + shift) if complete else np.nan)
                 ones.append(shift.sum() / n if complete else np.nan)
