@@ -64,6 +64,25 @@ def test_kurtosis_terms_are_exact_for_polynomial_layers():
         np.testing.assert_allclose(S[1], gaussian + kappa * term, rtol=1e-6, atol=1e-9)
 
 
+def test_first_layer_kurtosis_term_agrees_with_the_shallow_kernels_on_the_diagonal():
+    """Two independent routes to (κ/24) Σ_k x_ik⁴ E[(φ²)⁗(τξ)]: rmtbench.theory.kurtosis by the Hermite
+    coefficient He_4 at one scale τ, and this module's T^(4) h''(a)/6 by a central difference of the kernel map's
+    diagonal. Samples of one norm τ and an odd φ (no centring constant) make the two the same quantity."""
+    from rmtbench.theory.finite_width import kurtosis_terms, network_sensitivities
+    from rmtbench.theory.kurtosis import weight_kurtosis_diag
+
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((30, 5))
+    tau = 1.3
+    X *= tau / np.linalg.norm(X, axis=0)
+    for act in ("tanh", "erf"):
+        layers = network_sensitivities(X, [act], tau0=tau)
+        A = kurtosis_terms(layers, X, [])[0]
+        expected = weight_kurtosis_diag(act, X, tau=tau, kappa4=1.0)
+        assert np.abs(expected).min() > 1e-4
+        np.testing.assert_allclose(np.diagonal(A), expected, rtol=1e-5)
+
+
 def test_mixed_moment_matches_its_closed_forms_on_both_paths():
     """E u³v = 3ac and E u²v² = ab + 2c², for weak (Mehler) and strong (Gauss–Hermite) correlations alike."""
     var = np.array([0.7, 1.3, 1.0])
