@@ -784,6 +784,16 @@ def error_figures(ds: Any, outdir: Path) -> list[Path]:
             ax.set_xlabel("n")
             ax.set_title(title)
             ax.legend(fontsize=6)
+        if axes[2].get_lines():  # the line styles of the right panel, in grey, beside the per-network colours
+            from matplotlib.lines import Line2D
+
+            styles = [("o-", "per-pair mean"), ("x--", "rank-one term"), (":", "Monte-Carlo floor")]
+            if "ck_error_empirical_per_pair_gaussian_law" in sub and np.isfinite(sub["ck_error_empirical_per_pair_gaussian_law"]).any():
+                styles.insert(2, ("^-.", "per-pair, as if Gaussian weights"))
+            handles = [Line2D([], [], color="0.45", marker=style[0] if style[0] in "ox^" else None, ls=style.lstrip("ox^"),
+                              ms=3.5, label=label) for style, label in styles]
+            axes[2].add_artist(axes[2].legend(fontsize=6))
+            axes[2].legend(handles=handles, fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
         axes[0].set_ylabel("relative spectral-norm error")
         fig.suptitle(f"W {key['weights']} · {key['dataset']}")
         fig.tight_layout()
