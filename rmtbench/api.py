@@ -282,7 +282,6 @@ def deep_conjugate_kernels(activations: Sequence[ActivationSpec], X: ArrayLike, 
     """
     from rmtbench.theory.deep import exact_ck
     from rmtbench.theory.finite_width import finite_width_shifts
-
     from rmtbench.weights import weight_law
 
     A, acts, tau0 = _deep_inputs(X, activations, tau0)

@@ -399,9 +399,9 @@ def footprint_table(gathered: Any) -> Any:
 
     Rows ``quantity`` = the empirical variable, ``reference`` = what it is compared with:
     seed mean, seed count, standard error, reference value, ``rel_error = (mean - reference)/reference`` and
-    the z-score (empty below :data:`rmtbench.compare.MIN_Z_COUNT` seeds). The rows ``ternary_vs_gaussian`` compare the seed means of the ternary RF (at
-    ``gamma - delta_alpha0``, and at ``gamma``) with those of the Gaussian RF at ``gamma``; their
-    ``sem`` combines both standard errors.
+    the z-score (empty below :data:`rmtbench.compare.MIN_Z_COUNT` seeds). The rows ``ternary_vs_gaussian``
+    compare the seed means of the ternary RF (at ``gamma - delta_alpha0``, and at ``gamma``) with those of
+    the Gaussian RF at ``gamma``; their ``sem`` combines both standard errors.
     """
     import pandas as pd
 
