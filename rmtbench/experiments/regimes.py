@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from rmtbench.canonical import short_hash
+from rmtbench.compare import MIN_Z_COUNT
 from rmtbench.experiments.base import Cell, Experiment, RunContext
 from rmtbench.experiments.common import ACTIVATION, list_of
 
@@ -289,12 +290,14 @@ def comparison_rows(gathered: Any) -> list[dict[str, Any]]:
                 if name not in cell or not np.isfinite(float(cell[name])):
                     continue
                 mean, sem = float(cell[name]), float(cell[f"{name}_sem"])
+                count = int(cell["draws"]) if "draws" in cell and np.isfinite(float(cell["draws"])) else 0
                 theory = float(cell[theory_name]) if theory_name and theory_name in cell else math.nan
                 error = mean - theory
                 rows.append({
-                    "activation": str(act), "n": int(n), "quantity": name, "mean": mean, "sem": sem, "theory": theory,
-                    "abs_error": error, "rel_error": error / theory if theory not in (0.0,) and math.isfinite(theory) and abs(theory) > 1e-12 else math.nan,
-                    "z_score": error / sem if sem > 0 else math.nan, "note": text,
+                    "activation": str(act), "n": int(n), "quantity": name, "mean": mean, "count": count, "sem": sem,
+                    "theory": theory, "abs_error": error,
+                    "rel_error": error / theory if theory not in (0.0,) and math.isfinite(theory) and abs(theory) > 1e-12 else math.nan,
+                    "z_score": error / sem if sem > 0 and count >= MIN_Z_COUNT else math.nan, "note": text,
                 })
         for name, theory_name, text in (
             ("lln_abs_diff", "lln_abs_diff_theory", "exponent of n in mean |phi - psi_LLN| (leading order -1/2 when phi'(0) != 0)"),
