@@ -282,13 +282,10 @@ def deep_conjugate_kernels(activations: Sequence[ActivationSpec], X: ArrayLike, 
     """
     from rmtbench.theory.deep import exact_ck
     from rmtbench.theory.finite_width import finite_width_shifts
-    from rmtbench.weights import weight_law
+    from rmtbench.weights import layer_kurtosis
 
     A, acts, tau0 = _deep_inputs(X, activations, tau0)
-    laws = [weight_law(w) for w in ([weights] if isinstance(weights, (str, Mapping)) else weights)]
-    if len(laws) not in (1, len(acts)):
-        raise ValueError(f"weights: one law, or one per layer ({len(acts)}); got {len(laws)}")
-    kurtosis = [law.fourth_moment - 3.0 for law in (laws * len(acts) if len(laws) == 1 else laws)]
+    kurtosis = layer_kurtosis(weights, len(acts))
     kernels = exact_ck(A, acts, tau0=tau0, nodes=nodes)
     if widths is not None or any(kurtosis):  # infinite widths: only the first layer's kurtosis term is left
         shifts = finite_width_shifts(A, acts, [math.inf] * len(acts) if widths is None else widths, tau0=tau0,

@@ -124,8 +124,8 @@ def estimate(cells: list[Any], *, step: str, block_rows: int = 1024) -> dict[str
             widths = len({c.get("d_over_n") for c in cells})
             memory += BYTES * (40 + 2 * depth) * n * n + 4 * 2 * widths * depth * n * n  # 2 fourth moments kept per layer
             if any(law != "gaussian" for law in str(cell.get("weights", "gaussian")).split("+")):
-                # the responses to each layer's kurtosis: L(L+1)/2 float64 n-by-n, L² float32 per width in the store
-                memory += BYTES * depth * (depth + 1) // 2 * n * n + 4 * widths * depth * depth * n * n
+                # the responses to each layer's kurtosis, for every width: L(L+1)/2 float64 n-by-n, L² float32 in the store
+                memory += BYTES * depth * (depth + 1) // 2 * n * n + 4 * depth * depth * n * n
             flops += depth * n * n * 150000
         seconds = flops / (FLOPS_PER_SECOND * threads)
     return {"threads": threads, "memory": float(memory), "seconds": float(seconds)}

@@ -130,6 +130,23 @@ def weight_law(spec: str | Mapping[str, Any] | WeightLaw) -> WeightLaw:
     return WeightLaw(name, **values)
 
 
+def layer_kurtosis(weights: Any, depth: int) -> list[float]:
+    """Excess kurtosis E w⁴ − 3 of every layer's law, from one law (any spec) or a list of one per layer.
+
+    0 for Gaussian weights, inf for a law without a fourth moment.
+
+    Examples
+    --------
+    >>> layer_kurtosis("rademacher", 2), layer_kurtosis(["gaussian", "ternary-eps0.5"], 2)
+    ([-2.0, -2.0], [0.0, -1.0])
+    """
+    specs = [weights] if isinstance(weights, (str, Mapping, WeightLaw)) else list(weights)
+    if len(specs) not in (1, depth):
+        raise ValueError(f"weights: one law, or one per layer ({depth}); got {len(specs)}")
+    laws = [weight_law(spec) for spec in specs]
+    return [law.fourth_moment - 3.0 for law in (laws * depth if len(laws) == 1 else laws)]
+
+
 def _parse_float(text: str, spec: str) -> float:
     try:
         return float(text)

@@ -77,7 +77,7 @@ def test_first_layer_kurtosis_term_agrees_with_the_shallow_kernels_on_the_diagon
     X *= tau / np.linalg.norm(X, axis=0)
     for act in ("tanh", "erf"):
         layers = network_sensitivities(X, [act], tau0=tau)
-        A = kurtosis_terms(layers, X, [])[0]
+        A = kurtosis_terms(layers, X)[0]
         expected = weight_kurtosis_diag(act, X, tau=tau, kappa4=1.0)
         assert np.abs(expected).min() > 1e-4
         np.testing.assert_allclose(np.diagonal(A), expected, rtol=1e-5)

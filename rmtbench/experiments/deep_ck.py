@@ -109,11 +109,9 @@ def layer_widths(cell: Cell, depth: int, *, d_over_n: float | None = None) -> li
 
 def weight_kurtosis(cell: Cell) -> list[float]:
     """Excess kurtosis E w⁴ − 3 of every layer's weight law (0 for Gaussian weights, inf without a fourth moment)."""
-    from rmtbench.weights import weight_law
+    from rmtbench.weights import layer_kurtosis
 
-    laws = [weight_law(w) for w in str(cell["weights"]).split("+")]
-    depth = len(cell["activations"])
-    return [law.fourth_moment - 3.0 for law in (laws * depth if len(laws) == 1 else laws)]
+    return layer_kurtosis(str(cell["weights"]).split("+"), len(cell["activations"]))
 
 
 class PerPairMoments(NamedTuple):
@@ -121,7 +119,7 @@ class PerPairMoments(NamedTuple):
 
     shifts: np.ndarray  # S_ℓ for Gaussian weights, (ratio, layer, n, n)
     variances: np.ndarray  # Var K_ℓ,ij, (ratio, layer, n, n)
-    kurtosis_responses: np.ndarray | None  # U_{k→ℓ} per unit excess kurtosis of W_k, (ratio, k, ℓ, n, n); 0 for ℓ < k
+    kurtosis_responses: np.ndarray | None  # U_{k→ℓ} per unit κ_1, then κ_k/d_{k−1}: (k, ℓ, n, n), any width; 0 for ℓ < k
     excluded: int  # nearly collinear pairs left out
     why: str  # '' when none is
 
@@ -142,35 +140,33 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
     depth, duplicates = len(activations), duplicate_pairs(X)
     n, nodes = X.shape[1], int(cell["kernel_nodes"])
 
-    def moments(layers: list[Any], ratio: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        widths = layer_widths(cell, depth, d_over_n=ratio)[: len(layers)]
-        m = propagate_moments(layers, widths, duplicates=duplicates)
-        shifts, variances = np.array(m.shifts, dtype=np.float32), np.array(m.variances, dtype=np.float32)
+    def moments(layers: list[Any], ratio: float) -> tuple[np.ndarray, np.ndarray]:  # float32 at once: n² per layer
+        m = propagate_moments(layers, layer_widths(cell, depth, d_over_n=ratio)[: len(layers)], duplicates=duplicates)
+        return np.array(m.shifts, dtype=np.float32), np.array(m.variances, dtype=np.float32)
+
+    def responses(layers: list[Any]) -> np.ndarray | None:  # the widths only weight them: computed once
         if not kurtosis:
-            return shifts, variances, None
-        responses = np.zeros((len(layers), len(layers), n, n), dtype=np.float32)  # float32 at once: n² per pair
-        for k, chain in enumerate(kurtosis_responses(layers, kurtosis_terms(layers, X, widths), duplicates=duplicates)):
-            responses[k, k:] = chain
-        return shifts, variances, responses
+            return None
+        out = np.full((depth, depth, n, n), np.nan, dtype=np.float32)  # layers not computed stay NaN
+        out[: len(layers), : len(layers)] = 0.0
+        for k, chain in enumerate(kurtosis_responses(layers, kurtosis_terms(layers, X), duplicates=duplicates)):
+            out[k, k : len(layers)] = chain
+        return out
 
     in_data = int(np.triu(collinear_pairs(X.T @ X) & ~duplicates, 1).sum())
     if in_data:  # their entries would be NaN from layer 2 on: skip the work
         shifts = np.full((len(ratios), depth, n, n), np.nan, dtype=np.float32)
         variances = np.full_like(shifts, np.nan)
-        responses = np.full((len(ratios), depth, depth, n, n), np.nan, dtype=np.float32) if kurtosis else None
         first = network_sensitivities(X, activations[:1], tau0=tau0, nodes=nodes, kernels=kernels[:1])
         for i, r in enumerate(ratios):
-            shifts[i, :1], variances[i, :1], response = moments(first, r)
-            if responses is not None:
-                responses[i, :1, :1] = response
-        return PerPairMoments(shifts, variances, responses, in_data, (
+            shifts[i, :1], variances[i, :1] = moments(first, r)
+        return PerPairMoments(shifts, variances, responses(first), in_data, (
             f"{in_data} pairs of samples of the data are nearly collinear (1 - |rho| < 0.01, not duplicates): the "
             "first-order expansion does not hold for them, so the per-pair terms are computed at layer 1 only"))
     layers = network_sensitivities(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
-    shifts, variances, responses = zip(*(moments(layers, r) for r in ratios))
-    shifts, variances = np.stack(shifts), np.stack(variances)
+    shifts, variances = (np.stack(a) for a in zip(*(moments(layers, r) for r in ratios)))
     later = int(np.triu(np.isnan(variances).any(axis=(0, 1)), 1).sum())
-    return PerPairMoments(shifts, variances, np.stack(responses) if kurtosis else None, later, (
+    return PerPairMoments(shifts, variances, responses(layers), later, (
         f"{later} pairs of samples become nearly collinear (1 - |rho| < 0.01) at some layer: outside the expansion, "
         "their entries are NaN, and the per-pair rows of the layers after it with them" if later else ""))
 
@@ -210,8 +206,8 @@ class DeepConjugateKernel(Experiment):
                                                "(with the weight law's kurtosis term for non-Gaussian weights) and variance "
                                                "Var K_l,ij (rmtbench.theory.finite_width; about 40 n x n float64 arrays at "
                                                "the peak, and two n x n float32 matrices per width and layer in the theory "
-                                               "store, L more for non-Gaussian weights). Nearly collinear pairs of samples "
-                                               "are left out (NaN)."},
+                                               "store, plus L x L serving every width for non-Gaussian weights). Nearly "
+                                               "collinear pairs of samples are left out (NaN)."},
         "width_profile": {"type": ["array", "null"], "items": POSITIVE, "minItems": 1, "default": None,
                           "description": "Per-layer width multipliers m_l (one per layer of every network of the block): "
                                          "d_l = round(d_over_n * n * m_l); null: the same width in every layer."},
@@ -234,6 +230,8 @@ class DeepConjugateKernel(Experiment):
                               f"layers ({'+'.join(point['activations'])}); give one per layer")
 
     def theory_key(self, cell: Cell) -> str:
+        from rmtbench.weights import layer_kurtosis
+
         key = {"data": data_key(cell), "activations": label_of(cell["activations"]),
                "nodes": cell["kernel_nodes"], "statistics": cell["statistics"],
                "ratio": [cell["ratio_activations"], cell["ratio_depth"]], "seed": cell.root_seed}
@@ -241,7 +239,8 @@ class DeepConjugateKernel(Experiment):
             key["width_profile"] = list(cell["width_profile"])
         if cell.get("per_pair_correction"):
             key["per_pair"] = True
-            if any(weight_kurtosis(cell)):  # every non-Gaussian law shares the responses per unit kurtosis
+            laws = str(cell["weights"]).split("+")  # (the depth is not needed: gathering passes labelled cells)
+            if any(layer_kurtosis(laws, len(laws))):  # every non-Gaussian law shares the responses per unit kurtosis
                 key["kurtosis"] = True
         return short_hash(key)
 
@@ -362,9 +361,9 @@ class DeepConjugateKernel(Experiment):
                               "at this order)", "source": "rmtbench.theory.finite_width (float32)", **reason})
             if terms.kurtosis_responses is not None:
                 per_pair["ck_kurtosis_response_per_pair"] = (
-                    ("d_over_n", "source_layer", "layer", "row", "col"), terms.kurtosis_responses,
-                    {"long_name": "first-order change of E K_l per unit excess kurtosis of the weights of layer "
-                                  "source_layer + 1 (0 for layer < source_layer + 1; source_layer is an index from 0)",
+                    ("source_layer", "layer", "row", "col"), terms.kurtosis_responses,
+                    {"long_name": "first-order change of E K_l per unit kappa_1 for source_layer 0, per unit "
+                                  "kappa_k / d_(k-1) for source_layer k - 1 (0 for layer < k; any width)",
                      "source": "rmtbench.theory.finite_width.kurtosis_responses (float32)", **reason})
             per_pair["per_pair_collinear_pairs"] = ((), terms.excluded,
                                                     {"long_name": "nearly collinear pairs of samples (the reason is the "
@@ -505,7 +504,8 @@ def cell_summary(sim: Any, theory: Any) -> Any:
     has_variance = "ck_variance_per_pair" in theory and "ck_entry_variance" in sim
     pair_error, pair_ones, variance_error, variance_floor, fluctuation = [], [], [], [], []
     gaussian_error, gaussian_ones = [], []  # non-Gaussian weights: the per-pair mean without the kurtosis term
-    non_gaussian = "weight_kurtosis" in sim and bool(np.asarray(sim["weight_kurtosis"].values).any())
+    kappas = np.asarray(sim["weight_kurtosis"].values, dtype=float) if "weight_kurtosis" in sim else np.zeros(len(layers))
+    non_gaussian = bool(kappas.any())
     for i, layer in enumerate(layers):
         exact = np.asarray(theory["ck_exact"].sel(layer=layer).values, dtype=float)
         emp = np.asarray(sim["ck"].sel(layer=layer).values, dtype=float)
@@ -518,7 +518,8 @@ def cell_summary(sim: Any, theory: Any) -> Any:
         ones_pred.append(r * (n - 1))
         if has_pair:
             gaussian = np.asarray(theory["ck_shift_per_pair"].sel(layer=layer).values, dtype=float)
-            predictions = [(gaussian + kurtosis_shift(sim, theory, layer), pair_error, pair_ones)]
+            added = kurtosis_shift(kappas, sim["width"].values, theory, layer) if non_gaussian else 0.0
+            predictions = [(gaussian + added, pair_error, pair_ones)]
             if non_gaussian:
                 predictions.append((gaussian, gaussian_error, gaussian_ones))
             for shift, errors, ones in predictions:
@@ -559,20 +560,19 @@ def cell_summary(sim: Any, theory: Any) -> Any:
     )
 
 
-def kurtosis_shift(sim: Any, theory: Any, layer: int) -> np.ndarray | float:
-    """Σ_k κ_k U_{k→ℓ}: what the weights' excess kurtosis adds to the first-order mean of layer ``layer``.
+def kurtosis_shift(kappas: np.ndarray, widths: np.ndarray, theory: Any, layer: int) -> np.ndarray | float:
+    """Σ_k κ_k U_{k→ℓ}: what the weights' excess kurtosis ``kappas`` (one per layer) adds to the first-order mean
+    of layer ``layer`` (counted from 1), at the cell's ``widths``.
 
-    0 for Gaussian weights; NaN (no per-pair prediction) where a law has no fourth moment or the theory has no
-    responses.
+    NaN (no per-pair prediction) where a law has no fourth moment or the theory has no responses.
     """
-    kappas = np.asarray(sim["weight_kurtosis"].values, dtype=float) if "weight_kurtosis" in sim else np.zeros(1)
-    if not kappas.any():
-        return 0.0
+    from rmtbench.theory.finite_width import kurtosis_weights
+
     if not np.isfinite(kappas).all() or "ck_kurtosis_response_per_pair" not in theory:
         return np.nan
     responses = theory["ck_kurtosis_response_per_pair"].sel(layer=layer)
-    return sum(kappa * np.asarray(responses.isel(source_layer=k).values, dtype=float)
-               for k, kappa in enumerate(kappas) if kappa and k < layer)  # layers count from 1, sources from 0
+    return sum(weight * np.asarray(responses.isel(source_layer=k).values, dtype=float)
+               for k, weight in enumerate(kurtosis_weights(kappas, widths)) if weight and k < layer)
 
 
 # ------------------------------------------------------------------------------------------------

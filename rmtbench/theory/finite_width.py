@@ -57,7 +57,8 @@ localisation of pitfall P8, about 3/p for delocalised data); after it T^(a,b) = 
 with M^(a,b) = E[φ̄(u_i)^a φ̄(u_j)^b] the moments of the layer below (the fourth moments Γ already
 uses), so the kurtosis of W_ℓ moves the mean of K_ℓ at order 1/d_{ℓ−1}, like the Gaussian terms.
 :func:`kurtosis_responses` carries each A_k through the later layers' DF; E K_ℓ − K∞_ℓ gains
-Σ_{k≤ℓ} κ_k U_{k→ℓ}. The variance is universal to first order (the law changes Γ by a relative
+Σ_{k≤ℓ} κ_k U_{k→ℓ} (:func:`kurtosis_weights`: the 1/d_{k−1} is applied last, so one set of responses serves
+every width). The variance is universal to first order (the law changes Γ by a relative
 O(κ T)): at the first layer Γ_1/d_1 is then exact up to a relative O(κ_1 · localisation).
 """
 from __future__ import annotations
@@ -72,7 +73,7 @@ from rmtbench.activations import Activation
 
 __all__ = [
     "COLLINEAR_MARGIN", "STEP", "FiniteWidthMoments", "LayerSensitivities", "collinear_pairs", "duplicate_pairs",
-    "finite_width_moments", "finite_width_shifts", "kurtosis_responses", "kurtosis_terms", "layer_kurtosis",
+    "finite_width_moments", "finite_width_shifts", "kurtosis_responses", "kurtosis_terms", "kurtosis_weights",
     "layer_sensitivities", "network_sensitivities", "propagate", "propagate_moments",
 ]
 
@@ -278,15 +279,13 @@ def _linear(s: LayerSensitivities, S: Array) -> Array:
     return out
 
 
-def kurtosis_terms(layers: Sequence[LayerSensitivities], X: Array, widths: Sequence[float]) -> list[Array]:
-    """A_ℓ, ℓ = 1..L: the first-order change of E[K_ℓ | K_{ℓ−1}] per unit excess kurtosis of W_ℓ's entries.
+def kurtosis_terms(layers: Sequence[LayerSensitivities], X: Array) -> list[Array]:
+    """A_ℓ, ℓ = 1..L: the first-order change of E[K_ℓ | K_{ℓ−1}] per unit κ_1 at the first layer, and per unit
+    κ_ℓ/d_{ℓ−1} after it (the width only scales those terms: :func:`kurtosis_weights`).
 
-    The first layer's T^(a,b) come from the data ``X`` (``p × n``, Σ_0 = X); layer ℓ's from the moments of
-    layer ℓ − 1 over d_{ℓ−1} (module docstring), so ``widths`` needs at least L − 1 entries. Nearly
-    collinear pairs are NaN, like the derivatives.
+    The first layer's T^(a,b) come from the data ``X`` (``p × n``, Σ_0 = X); layer ℓ's are the fourth moments
+    of layer ℓ − 1 (module docstring). Nearly collinear pairs are NaN, like the derivatives.
     """
-    if len(widths) < len(layers) - 1:
-        raise ValueError(f"need at least {len(layers) - 1} widths, got {len(widths)}")
     X = np.asarray(X, dtype=float)
     squares = X * X
     terms = []
@@ -294,8 +293,8 @@ def kurtosis_terms(layers: Sequence[LayerSensitivities], X: Array, widths: Seque
         if ell == 0:
             t4, t31, t22 = (squares * squares).sum(axis=0), (squares * X).T @ X, squares.T @ squares
         else:
-            below, inv_d = layers[ell - 1], 1.0 / float(widths[ell - 1])
-            t4, t31, t22 = below.m4 * inv_d, below.m31 * inv_d, below.m22 * inv_d
+            below = layers[ell - 1]
+            t4, t31, t22 = below.m4, below.m31, below.m22
         A = ((t4[:, None] * s.faa + t4[None, :] * s.faa.T) / 6.0 + (t31 * s.fac + t31.T * s.fac.T) / 3.0
              + t22 * s.fcc / 4.0)
         np.fill_diagonal(A, t4 * s.h2 / 6.0)
@@ -303,9 +302,25 @@ def kurtosis_terms(layers: Sequence[LayerSensitivities], X: Array, widths: Seque
     return terms
 
 
+def kurtosis_weights(kurtosis: Sequence[float], widths: Sequence[float]) -> list[float]:
+    """κ_1, κ_2/d_1, ..., κ_L/d_{L−1}: what multiplies each chain of :func:`kurtosis_responses` in E K_ℓ.
+
+    ``widths`` needs at least L − 1 entries (d_L scales nothing).
+
+    Examples
+    --------
+    >>> kurtosis_weights([7.0, 7.0, -2.0], [70, 40])
+    [7.0, 0.1, -0.05]
+    """
+    if len(widths) < len(kurtosis) - 1:
+        raise ValueError(f"need at least {len(kurtosis) - 1} widths, got {len(widths)}")
+    return [float(kurtosis[0])] + [float(k) / float(d) for k, d in zip(kurtosis[1:], widths)]
+
+
 def kurtosis_responses(layers: Sequence[LayerSensitivities], terms: Sequence[Array], *,
                        duplicates: NDArray[np.bool_] | None = None) -> list[list[Array]]:
-    """U_{k→ℓ}: the first-order change of E K_ℓ per unit excess kurtosis of W_k, ``out[k][ℓ − k]`` for ℓ ≥ k.
+    """U_{k→ℓ}: the first-order change of E K_ℓ per unit of the k-th :func:`kurtosis_weights` (κ_1, then
+    κ_k/d_{k−1}), ``out[k][ℓ − k]`` for ℓ ≥ k. Independent of the widths.
 
     ``terms`` are :func:`kurtosis_terms`; each is carried through the later layers by their DF (the
     kurtosis adds to the mean only, at first order). ``duplicates`` get the diagonal's entry.
@@ -422,26 +437,21 @@ def finite_width_moments(X: Array, activations: Sequence[object], widths: Sequen
     return replace(moments, shifts=_add_kurtosis(moments.shifts, layers, X, widths, kurtosis, duplicates))
 
 
-def layer_kurtosis(kurtosis: float | Sequence[float], depth: int) -> list[float]:
-    """Per-layer excess kurtosis from one value for every layer or one per layer (checked)."""
+def _add_kurtosis(shifts: list[Array], layers: Sequence[LayerSensitivities], X: Array, widths: Sequence[float],
+                  kurtosis: float | Sequence[float], duplicates: NDArray[np.bool_]) -> list[Array]:
+    """``shifts`` plus Σ_k κ_k U_{k→ℓ} (module docstring); unchanged for Gaussian weights (all κ = 0)."""
+    depth = len(layers)
     values = [float(kurtosis)] * depth if np.ndim(kurtosis) == 0 else [float(k) for k in kurtosis]  # type: ignore[union-attr]
     if len(values) != depth:
         raise ValueError(f"kurtosis: one value, or one per layer ({depth}); got {len(values)}")
     if not np.isfinite(values).all():
         raise ValueError(f"kurtosis must be finite (a law without a fourth moment has no first-order term); got {values}")
-    return values
-
-
-def _add_kurtosis(shifts: list[Array], layers: Sequence[LayerSensitivities], X: Array, widths: Sequence[float],
-                  kurtosis: float | Sequence[float], duplicates: NDArray[np.bool_]) -> list[Array]:
-    """``shifts`` plus Σ_k κ_k U_{k→ℓ} (module docstring); unchanged for Gaussian weights (all κ = 0)."""
-    values = layer_kurtosis(kurtosis, len(layers))
     if not any(values):
         return shifts
-    responses = kurtosis_responses(layers, kurtosis_terms(layers, X, widths), duplicates=duplicates)
+    responses = kurtosis_responses(layers, kurtosis_terms(layers, X), duplicates=duplicates)
     out = [S.copy() for S in shifts]
-    for k, (kappa, chain) in enumerate(zip(values, responses)):
-        if kappa:
+    for k, (weight, chain) in enumerate(zip(kurtosis_weights(values, widths), responses)):
+        if weight:
             for ell, U in enumerate(chain, start=k):
-                out[ell] += kappa * U
+                out[ell] += weight * U
     return out
