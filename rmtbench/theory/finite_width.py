@@ -63,7 +63,7 @@ O(κ T)): at the first layer Γ_1/d_1 is then exact up to a relative O(κ_1 · l
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -72,9 +72,9 @@ from numpy.typing import NDArray
 from rmtbench.activations import Activation
 
 __all__ = [
-    "COLLINEAR_MARGIN", "STEP", "FiniteWidthMoments", "LayerSensitivities", "collinear_pairs", "duplicate_pairs",
+    "COLLINEAR_MARGIN", "STEP", "FiniteWidthMoments", "KernelState", "LayerSensitivities", "collinear_pairs", "duplicate_pairs",
     "finite_width_moments", "finite_width_shifts", "kurtosis_responses", "kurtosis_terms", "kurtosis_weights",
-    "layer_sensitivities", "network_sensitivities", "propagate", "propagate_moments",
+    "layer_sensitivities", "layer_states", "map_derivatives", "network_sensitivities", "propagate", "propagate_moments",
 ]
 
 Array = NDArray[np.float64]
@@ -89,10 +89,10 @@ COLLINEAR_MARGIN = 1e-2
 class LayerSensitivities:
     """Derivatives of one layer's kernel map and its fresh covariance, at K∞ of the layer below.
 
-    Off-diagonal entry (i, j) is F(a_i, a_j, c_ij) with a = diag K, c = K; ``fa`` is ∂F/∂a_i,
+    Off-diagonal entry (i, j) is F(a_i, a_j, c_ij) with a = diag K, c = K (its value ``f0``); ``fa`` is ∂F/∂a_i,
     ``fc`` ∂F/∂c, ``faa`` ∂²F/∂a_i², ``fab`` ∂²F/∂a_i∂a_j, ``fac`` ∂²F/∂a_i∂c, ``fcc`` ∂²F/∂c²
     (the a_j derivatives are the transposes, F being symmetric). The diagonal is h(a) = E φ̄(√a ξ)²
-    with derivatives ``h1``, ``h2``. ``g_aa`` (n,), ``g_ab``, ``g_ac``, ``g_cc`` (n × n) are the entries of
+    (``h0``) with derivatives ``h1``, ``h2``. ``g_aa`` (n,), ``g_ab``, ``g_ac``, ``g_cc`` (n × n) are the entries of
     Γ: the covariances of (φ̄_i², φ̄_j², φ̄_iφ̄_j) for one row, built from the layer's output moments
     ``m4`` = E φ̄_i⁴ (n,), ``m22`` = E φ̄_i²φ̄_j² and ``m31`` = E φ̄_i³φ̄_j, which the next layer's kurtosis
     term uses. Diagonals of the n × n arrays are unused (NaN in the g and m arrays). Nearly collinear
@@ -100,12 +100,14 @@ class LayerSensitivities:
     layer-1 variance Γ/d is exact for them too.
     """
 
+    f0: Array
     fa: Array
     fc: Array
     faa: Array
     fab: Array
     fac: Array
     fcc: Array
+    h0: Array
     h1: Array
     h2: Array
     g_aa: Array
@@ -126,6 +128,51 @@ def layer_sensitivities(act: Activation, K: Array, *, nodes: int = 48) -> LayerS
     from rmtbench.quadrature import gaussian_expectations
     from rmtbench.theory.kernels import kernel_from_covariance, mixed_moment
 
+    phi = act.phi
+    K = np.asarray(K, dtype=float)
+    a = np.clip(np.diagonal(K).copy(), 0.0, None)
+
+    def kernel_map(var_a: Array, var_b: Array, cov: Array, symmetric: bool) -> Array:
+        return kernel_from_covariance(act, var_a, var_b, cov, nodes=nodes, symmetric=symmetric)
+
+    def moment(power: int, var: Array) -> Array:
+        return gaussian_expectations(lambda t: np.asarray(phi(t), dtype=float) ** power, np.sqrt(var), kinks=act.kinks, nodes=40)
+
+    pairs, diag = map_derivatives(kernel_map, lambda var: moment(2, var), K)
+    f0 = pairs["f0"]
+    square = lambda t: np.asarray(phi(t), dtype=float) ** 2  # noqa: E731
+    rule = max(96, 2 * nodes)
+    m22 = mixed_moment(square, square, a, K, kinks=act.kinks, nodes=rule, off_diagonal=True)
+    m31 = mixed_moment(lambda t: np.asarray(phi(t), dtype=float) ** 3, phi, a, K, kinks=act.kinks, nodes=rule,
+                       off_diagonal=True)
+    m4 = moment(4, a)
+    return LayerSensitivities(
+        **pairs, h0=diag[0], h1=diag[1], h2=diag[2],
+        g_ab=m22 - np.outer(diag[0], diag[0]), g_ac=m31 - diag[0][:, None] * f0, g_cc=m22 - f0**2, g_aa=m4 - diag[0]**2,
+        m4=m4, m22=m22, m31=m31,
+    )
+
+
+def map_derivatives(kernel_map: Callable[[Array, Array, Array, bool], Array], diagonal: Callable[[Array], Array],
+                    K: Array) -> tuple[dict[str, Array], tuple[Array, Array, Array]]:
+    """Value and central-difference derivatives of a pairwise Gaussian map at the input kernel ``K``.
+
+    Parameters
+    ----------
+    kernel_map
+        ``(var_a, var_b, cov, symmetric) -> n × n``: the map's off-diagonal entries F(a_i, a_j, c_ij)
+        (``symmetric``: the arguments are symmetric in (i, j), the upper triangle suffices).
+    diagonal
+        ``var -> (n,)``: the map on the diagonal, h(a).
+    K
+        Input kernel, ``n × n``.
+
+    Returns
+    -------
+    (dict, tuple)
+        ``f0, fa, fc, faa, fab, fac, fcc`` (n × n, named as in :class:`LayerSensitivities`; nearly collinear
+        pairs NaN in the derivatives) and (h, h', h'') on the diagonal.
+    """
     K = np.asarray(K, dtype=float)
     a = np.clip(np.diagonal(K).copy(), 0.0, None)
     # steps relative to each sample's own variance, so that samples of small norm keep valid stencils
@@ -134,48 +181,27 @@ def layer_sensitivities(act: Activation, K: Array, *, nodes: int = 48) -> LayerS
     sc = np.sqrt(np.outer(s, s))  # STEP·sqrt(a_i a_j): the same step in ρ for every pair
 
     def F(da: int = 0, db: int = 0, dc: int = 0) -> Array:
-        """The kernel map at a_i + da·s_i, a_j + db·s_j, K_ij + dc·sc_ij (da, db, dc in {−1, 0, 1})."""
+        """The map at a_i + da·s_i, a_j + db·s_j, K_ij + dc·sc_ij (da, db, dc in {−1, 0, 1})."""
         # the stencils symmetric in (i, j) compute the upper triangle only
-        return kernel_from_covariance(act, a + da * s, a + db * s, K + dc * sc, nodes=nodes, symmetric=da == db)
+        return kernel_map(a + da * s, a + db * s, K + dc * sc, da == db)
 
     f0 = F()
     a_plus, a_minus, c_plus, c_minus = F(da=1), F(da=-1), F(dc=1), F(dc=-1)
     si, sj = s[:, None], s[None, :]
-    phi = act.phi
-
-    def moment(power: int, var: Array) -> Array:
-        return gaussian_expectations(lambda t: np.asarray(phi(t), dtype=float) ** power, np.sqrt(var), kinks=act.kinks, nodes=40)
-
-    # the diagonal map h(a) = E φ̄(√a ξ)² and its neighbours
-    diag, diag_plus, diag_minus = moment(2, a), moment(2, a + s), moment(2, np.clip(a - s, 0.0, None))
-    square = lambda t: np.asarray(phi(t), dtype=float) ** 2  # noqa: E731
-    rule = max(96, 2 * nodes)
-    m22 = mixed_moment(square, square, a, K, kinks=act.kinks, nodes=rule, off_diagonal=True)
-    m31 = mixed_moment(lambda t: np.asarray(phi(t), dtype=float) ** 3, phi, a, K, kinks=act.kinks, nodes=rule,
-                       off_diagonal=True)
-    pairs = {
+    derivatives = {
         "fa": (a_plus - a_minus) / (2 * si),
         "fc": (c_plus - c_minus) / (2 * sc),
         "faa": (a_plus - 2 * f0 + a_minus) / si**2,
         "fab": (F(da=1, db=1) - F(da=1, db=-1) - F(da=-1, db=1) + F(da=-1, db=-1)) / (4 * si * sj),
         "fac": (F(da=1, dc=1) - F(da=1, dc=-1) - F(da=-1, dc=1) + F(da=-1, dc=-1)) / (4 * si * sc),
         "fcc": (c_plus - 2 * f0 + c_minus) / sc**2,
-        "g_ab": m22 - np.outer(diag, diag),
-        "g_ac": m31 - diag[:, None] * f0,
-        "g_cc": m22 - f0**2,
     }
     collinear = collinear_pairs(K)
-    for name, value in pairs.items():
-        if not name.startswith("g_"):  # the fourth moments hold near |ρ| = 1; the stencils do not
-            value[collinear] = np.nan
-    m4 = moment(4, a)
-    return LayerSensitivities(
-        **pairs,
-        h1=(diag_plus - diag_minus) / (2 * s),
-        h2=(diag_plus - 2 * diag + diag_minus) / s**2,
-        g_aa=m4 - diag**2,
-        m4=m4, m22=m22, m31=m31,
-    )
+    for value in derivatives.values():  # the stencils reach past |ρ| = 1 there
+        value[collinear] = np.nan
+    h, h_plus, h_minus = diagonal(a), diagonal(a + s), diagonal(np.clip(a - s, 0.0, None))
+    diag = (h, (h_plus - h_minus) / (2 * s), (h_plus - 2 * h + h_minus) / s**2)
+    return {"f0": f0, **derivatives}, diag
 
 
 def collinear_pairs(K: Array) -> NDArray[np.bool_]:
@@ -236,9 +262,23 @@ def propagate_moments(layers: Sequence[LayerSensitivities], widths: Sequence[flo
     return FiniteWidthMoments(shifts=list(shifts), variances=list(variances))
 
 
-def _layer_moments(layers: Sequence[LayerSensitivities], widths: Sequence[float],
-                   duplicates: NDArray[np.bool_] | None) -> Iterator[tuple[Array, Array | None]]:
-    """(S_ℓ, Var K_ℓ) per layer; the variance is None past the last width given."""
+@dataclass(frozen=True, eq=False)  # arrays: no elementwise ==
+class KernelState:
+    """First-order state of one layer's CK K_ℓ: its mean shift S_ℓ = E K_ℓ − K∞_ℓ and, when the layer's width is
+    known, the covariance of each pair's triple (K_ii, K_jj, K_ij): ``v_aa`` = Var K_ii (n,), ``v_ab`` =
+    Cov(K_ii, K_jj), ``v_ac`` = Cov(K_ii, K_ij) (row i; Cov(K_jj, K_ij) is its transpose), ``v_cc`` = Var K_ij."""
+
+    shift: Array
+    v_aa: Array | None = None
+    v_ab: Array | None = None
+    v_ac: Array | None = None
+    v_cc: Array | None = None
+
+
+def layer_states(layers: Sequence[LayerSensitivities], widths: Sequence[float], *,
+                 duplicates: NDArray[np.bool_] | None = None) -> Iterator[KernelState]:
+    """:class:`KernelState` of K_1, ..., K_L (the recursion of the module docstring); the covariance is None
+    past the last width given, and the iteration stops there."""
     n = layers[0].fc.shape[0]
     S = np.zeros((n, n))
     v_aa, v_ab, v_ac, v_cc = np.zeros(n), np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n))
@@ -254,21 +294,28 @@ def _layer_moments(layers: Sequence[LayerSensitivities], widths: Sequence[float]
         _copy_diagonal(new, duplicates)
         S = new
         if ell >= len(widths):
-            yield new, None
+            yield KernelState(new)
             break
         inv_d = 1.0 / float(widths[ell])
         if ell == 0:  # C_0 = 0: the first layer's covariance is its own, exactly, for collinear pairs too
             v_aa, v_ab, v_ac, v_cc = s.g_aa * inv_d, s.g_ab * inv_d, s.g_ac * inv_d, s.g_cc * inv_d
-            yield new, _variance(v_aa, v_cc, duplicates)
-            continue
-        # Var(δK_ii), Cov(δK_ii, δK_jj), Cov(δK_ii, δK_ij), Var(δK_ij): propagated, plus this layer's own.
-        v_cc_new = (s.fa**2 * v_aa[:, None] + fb**2 * v_aa[None, :] + s.fc**2 * v_cc
-                    + 2 * (s.fa * fb * v_ab + s.fa * s.fc * v_ac + fb * s.fc * v_ac.T) + s.g_cc * inv_d)
-        v_ac_new = s.h1[:, None] * (s.fa * v_aa[:, None] + fb * v_ab + s.fc * v_ac) + s.g_ac * inv_d
-        v_ab_new = np.outer(s.h1, s.h1) * v_ab + s.g_ab * inv_d
-        v_aa = s.h1**2 * v_aa + s.g_aa * inv_d
-        v_ab, v_ac, v_cc = v_ab_new, v_ac_new, v_cc_new
-        yield new, _variance(v_aa, v_cc, duplicates)
+        else:
+            # Var(δK_ii), Cov(δK_ii, δK_jj), Cov(δK_ii, δK_ij), Var(δK_ij): propagated, plus this layer's own.
+            v_cc_new = (s.fa**2 * v_aa[:, None] + fb**2 * v_aa[None, :] + s.fc**2 * v_cc
+                        + 2 * (s.fa * fb * v_ab + s.fa * s.fc * v_ac + fb * s.fc * v_ac.T) + s.g_cc * inv_d)
+            v_ac_new = s.h1[:, None] * (s.fa * v_aa[:, None] + fb * v_ab + s.fc * v_ac) + s.g_ac * inv_d
+            v_ab_new = np.outer(s.h1, s.h1) * v_ab + s.g_ab * inv_d
+            v_aa = s.h1**2 * v_aa + s.g_aa * inv_d
+            v_ab, v_ac, v_cc = v_ab_new, v_ac_new, v_cc_new
+        yield KernelState(new, v_aa, v_ab, v_ac, v_cc)
+
+
+def _layer_moments(layers: Sequence[LayerSensitivities], widths: Sequence[float],
+                   duplicates: NDArray[np.bool_] | None) -> Iterator[tuple[Array, Array | None]]:
+    """(S_ℓ, Var K_ℓ) per layer; the variance is None past the last width given."""
+    for state in layer_states(layers, widths, duplicates=duplicates):
+        variance = None if state.v_aa is None else _variance(state.v_aa, state.v_cc, duplicates)
+        yield state.shift, variance
 
 
 def _linear(s: LayerSensitivities, S: Array) -> Array:
