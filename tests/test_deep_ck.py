@@ -159,6 +159,40 @@ def test_non_gaussian_weights_add_their_kurtosis_terms_to_the_per_pair_mean(tmp_
     assert len(rows) == 8 and set(rows["weights"]) == {"rademacher+ternary-eps0.9", "student_t-dof4"}
 
 
+def test_the_ntk_gets_its_per_pair_mean_for_gaussian_weights(tmp_path):
+    """The theory stores the last layer's E NTK − NTK∞ per width, as rmtbench.theory.finite_width_ntk computes it
+    directly; Gaussian cells compare against it (rows ntk_empirical_per_pair, ntk_ones_excess_per_pair), cells of
+    other laws only as if their weights were Gaussian (the kurtosis is not in the NTK's term); a network with a
+    jump (sign) has no NTK and no NTK rows."""
+    from rmtbench.experiments.common import cell_data
+    from rmtbench.theory import deep
+    from rmtbench.theory.finite_width_ntk import finite_width_ntk_shifts
+
+    config = _config(activations=[["relu", "erf"], ["relu", "sign"]], n=[32], d_over_n=[1.0, 2.0], seeds=4,
+                     weights=["gaussian", "rademacher"])
+    plan, gathered = _run(config, tmp_path)
+    data = cell_data(plan.cells[0], RunContext(data_dir=tmp_path))
+    tau0 = deep.data_statistics(data).tau
+    where = {"dataset": "g", "n": 32, "activations": "relu+erf"}
+    predicted = gathered["ntk_ones_predicted_per_pair"].sel(**where, weights="gaussian")
+    for ratio in (1.0, 2.0):
+        shift = finite_width_ntk_shifts(data.X, ["relu", "erf"], [32 * ratio] * 2, tau0=tau0)[-1]
+        assert abs(shift.sum() / 32) > 1e-3  # the check has teeth
+        np.testing.assert_allclose(float(predicted.sel(d_over_n=ratio)), shift.sum() / 32, rtol=1e-5)
+    assert np.isnan(gathered["ntk_ones_predicted_per_pair"].sel(**where, weights="rademacher")).all()
+    np.testing.assert_allclose(gathered["ntk_ones_predicted_per_pair_gaussian_law"].sel(**where, weights="rademacher"),
+                               predicted, rtol=1e-12)
+    table = plan.kind.compare(gathered)
+    ntk_rows = table[table.quantity.str.startswith("ntk_")]  # the equivalents per layer, the rest at the last
+    assert set(ntk_rows["activations"]) == {"relu+erf"}
+    counts = ntk_rows.groupby("quantity").size().to_dict()
+    assert counts == {"ntk_equivalent": 8, "ntk_equivalent_model": 8, "ntk_empirical": 4, "ntk_ones_excess": 4,
+                      "ntk_empirical_per_pair": 2, "ntk_ones_excess_per_pair": 2,
+                      "ntk_empirical_per_pair_gaussian_law": 2, "ntk_ones_excess_per_pair_gaussian_law": 2}
+    z = ntk_rows.loc[ntk_rows.quantity == "ntk_ones_excess_per_pair", "z_score"]
+    assert z.notnull().all()  # four draws: the shared z rule gives z
+
+
 def test_fluctuation_rows_with_several_pairs_of_draws(tmp_path):
     """Eight draws make four pairs: the per-entry variance gets its floor, the total its z-score, relative error and
     count of pairs."""

@@ -120,22 +120,28 @@ class PerPairMoments(NamedTuple):
     shifts: np.ndarray  # S_ℓ for Gaussian weights, (ratio, layer, n, n)
     variances: np.ndarray  # Var K_ℓ,ij, (ratio, layer, n, n)
     kurtosis_responses: np.ndarray | None  # U_{k→ℓ} per unit κ_1, then κ_k/d_{k−1}: (k, ℓ, n, n), any width; 0 for ℓ < k
+    ntk_shifts: np.ndarray | None  # E NTK_L − NTK∞_L for Gaussian weights (rmtbench.theory.finite_width_ntk), (ratio, n, n)
     excluded: int  # nearly collinear pairs left out
     why: str  # '' when none is
 
 
 def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: list[float], *, tau0: float,
-                     kernels: list[np.ndarray], kurtosis: bool = False) -> PerPairMoments:
-    """S_ℓ and Var K_ℓ of :mod:`rmtbench.theory.finite_width` for every width ratio, and with ``kurtosis`` the
-    responses of the mean to each layer's weight kurtosis.
+                     kernels: list[np.ndarray], kurtosis: bool = False,
+                     ntks: list[np.ndarray] | None = None) -> PerPairMoments:
+    """S_ℓ and Var K_ℓ of :mod:`rmtbench.theory.finite_width` for every width ratio, with ``kurtosis`` the
+    responses of the mean to each layer's weight kurtosis, and with ``ntks`` (NTK∞ of every layer) the last
+    layer's NTK shift of :mod:`rmtbench.theory.finite_width_ntk`.
 
     The layers' sensitivities depend on the infinite-width kernels only: computed once, propagated per ratio.
     Entries of nearly collinear pairs (not duplicates) are NaN after layer 1, as :mod:`rmtbench.theory.finite_width`
     says; when the data themselves have such pairs, only the first layer (shift 0, exact variance) is computed.
     """
+    from rmtbench.activations import get_activation
+    from rmtbench.theory.deep import centred_activation, layer_coefficients
     from rmtbench.theory.finite_width import (
         collinear_pairs, duplicate_pairs, kurtosis_responses, kurtosis_terms, network_sensitivities, propagate_moments,
     )
+    from rmtbench.theory.finite_width_ntk import derivative_sensitivities, ntk_shifts
 
     depth, duplicates = len(activations), duplicate_pairs(X)
     n, nodes = X.shape[1], int(cell["kernel_nodes"])
@@ -153,6 +159,16 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
             out[k, k : len(layers)] = chain
         return out
 
+    def ntk(layers: list[Any]) -> np.ndarray | None:  # the derivative kernels' sensitivities, once for every ratio
+        if ntks is None:
+            return None
+        coefficients = layer_coefficients(activations, tau0=tau0)
+        inputs = [X.T @ X, *kernels[: depth - 1]]
+        slopes = [derivative_sensitivities(centred_activation(get_activation(a), c.shift), K, nodes=nodes)
+                  for a, c, K in zip(activations, coefficients, inputs)]
+        return np.array([ntk_shifts(layers, slopes, ntks, X.T @ X, layer_widths(cell, depth, d_over_n=r),
+                                    duplicates=duplicates)[-1] for r in ratios], dtype=np.float32)
+
     in_data = int(np.triu(collinear_pairs(X.T @ X) & ~duplicates, 1).sum())
     if in_data:  # their entries would be NaN from layer 2 on: skip the work
         shifts = np.full((len(ratios), depth, n, n), np.nan, dtype=np.float32)
@@ -160,13 +176,15 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
         first = network_sensitivities(X, activations[:1], tau0=tau0, nodes=nodes, kernels=kernels[:1])
         for i, r in enumerate(ratios):
             shifts[i, :1], variances[i, :1] = moments(first, r)
-        return PerPairMoments(shifts, variances, responses(first), in_data, (
+        # one layer: the NTK's mean is exact (shift 0) for every pair; deeper, it needs the expansion
+        ntk_first = None if ntks is None else np.full((len(ratios), n, n), 0.0 if depth == 1 else np.nan, dtype=np.float32)
+        return PerPairMoments(shifts, variances, responses(first), ntk_first, in_data, (
             f"{in_data} pairs of samples of the data are nearly collinear (1 - |rho| < 0.01, not duplicates): the "
             "first-order expansion does not hold for them, so the per-pair terms are computed at layer 1 only"))
     layers = network_sensitivities(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
     shifts, variances = (np.stack(a) for a in zip(*(moments(layers, r) for r in ratios)))
     later = int(np.triu(np.isnan(variances).any(axis=(0, 1)), 1).sum())
-    return PerPairMoments(shifts, variances, responses(layers), later, (
+    return PerPairMoments(shifts, variances, responses(layers), ntk(layers), later, (
         f"{later} pairs of samples become nearly collinear (1 - |rho| < 0.01) at some layer: outside the expansion, "
         "their entries are NaN, and the per-pair rows of the layers after it with them" if later else ""))
 
@@ -204,10 +222,12 @@ class DeepConjugateKernel(Experiment):
         "per_pair_correction": {"type": "boolean", "default": True,
                                 "description": "Also compute the entry-by-entry first-order finite-width mean E K_l - K_inf,l "
                                                "(with the weight law's kurtosis term for non-Gaussian weights) and variance "
-                                               "Var K_l,ij (rmtbench.theory.finite_width; about 40 n x n float64 arrays at "
-                                               "the peak, and two n x n float32 matrices per width and layer in the theory "
-                                               "store, plus L x L serving every width for non-Gaussian weights). Nearly "
-                                               "collinear pairs of samples are left out (NaN)."},
+                                               "Var K_l,ij (rmtbench.theory.finite_width), and the last layer's NTK mean "
+                                               "E NTK_L - NTK_inf,L for Gaussian weights (rmtbench.theory.finite_width_ntk; "
+                                               "about 40 n x n float64 arrays at the peak plus 13 per layer for the NTK, and "
+                                               "two n x n float32 matrices per width and layer in the theory store, one more "
+                                               "per width for the NTK, plus L x L serving every width for non-Gaussian "
+                                               "weights). Nearly collinear pairs of samples are left out (NaN)."},
         "width_profile": {"type": ["array", "null"], "items": POSITIVE, "minItems": 1, "default": None,
                           "description": "Per-layer width multipliers m_l (one per layer of every network of the block): "
                                          "d_l = round(d_over_n * n * m_l); null: the same width in every layer."},
@@ -349,7 +369,7 @@ class DeepConjugateKernel(Experiment):
         per_pair = {}
         if first.get("per_pair_correction"):
             terms = per_pair_moments(first, X, acts, ratios, tau0=stats.tau, kernels=kernels.ck,
-                                     kurtosis=any(weight_kurtosis(first)))
+                                     kurtosis=any(weight_kurtosis(first)), ntks=kernels.ntk)
             reason = {"not_computed": terms.why} if terms.why else {}
             per_pair["ck_shift_per_pair"] = (
                 ("d_over_n", "layer", "row", "col"), terms.shifts,
@@ -365,6 +385,12 @@ class DeepConjugateKernel(Experiment):
                     {"long_name": "first-order change of E K_l per unit kappa_1 for source_layer 0, per unit "
                                   "kappa_k / d_(k-1) for source_layer k - 1 (0 for layer < k; any width)",
                      "source": "rmtbench.theory.finite_width.kurtosis_responses (float32)", **reason})
+            if terms.ntk_shifts is not None:
+                per_pair["ntk_shift_per_pair"] = (
+                    ("d_over_n", "row", "col"), terms.ntk_shifts,
+                    {"long_name": "first-order finite-width mean E NTK_L - NTK_inf,L of the network's NTK (last layer, "
+                                  "read-out included), entry by entry, for Gaussian weights",
+                     "source": "rmtbench.theory.finite_width_ntk (float32)", **reason})
             per_pair["per_pair_collinear_pairs"] = ((), terms.excluded,
                                                     {"long_name": "nearly collinear pairs of samples (the reason is the "
                                                                   "not_computed attribute of ck_shift_per_pair)"})
@@ -440,6 +466,9 @@ QUANTITIES = [
     ("ck_empirical_per_pair_gaussian_law", "ck_error_empirical_per_pair_gaussian_law", "ck_mc_floor"),
     ("ck_variance_per_pair", "ck_error_variance", "ck_variance_floor"),
     ("ntk_empirical", "ntk_error_empirical", "ntk_mc_floor"),
+    ("ntk_empirical_per_pair", "ntk_error_empirical_per_pair", "ntk_mc_floor"),
+    # non-Gaussian weights: the NTK's per-pair mean has no kurtosis term; shown, named for what it assumes
+    ("ntk_empirical_per_pair_gaussian_law", "ntk_error_empirical_per_pair_gaussian_law", "ntk_mc_floor"),
 ]
 
 #: |z| from which a relative z-score row's error counts as resolved, and enters the fit of its rate in n.
@@ -458,11 +487,16 @@ class ZRow(NamedTuple):
 
 #: 1ᵀ(K − K_∞)1/n per draw against both finite-width means (0 at layer 1), and ‖K_2k − K_2k+1‖²_F/(2n) per
 #: pair of draws against Σ_ij Var K_ij / n. After layer 1 the last is biased by the next order, c/d relative:
-#: with many draws its z-scores are large by design, and rel_error·d measures c (docs/findings.md).
+#: with many draws its z-scores are large by design, and rel_error·d measures c (docs/findings.md). The NTK's
+#: 1ᵀ(NTK − NTK_∞)1/n per draw against 0 (infinite width) and against its per-pair first-order mean.
 ONES = [ZRow("ck_ones_excess", "ck_ones_excess", "seed", "ck_ones_predicted", False),
         ZRow("ck_ones_excess_per_pair", "ck_ones_excess", "seed", "ck_ones_predicted_per_pair", False),
         ZRow("ck_ones_excess_per_pair_gaussian_law", "ck_ones_excess", "seed", "ck_ones_predicted_per_pair_gaussian_law", False),
-        ZRow("ck_fluctuation_per_pair", "ck_fluctuation", "draw_pair", "ck_fluctuation_predicted", True)]
+        ZRow("ck_fluctuation_per_pair", "ck_fluctuation", "draw_pair", "ck_fluctuation_predicted", True),
+        ZRow("ntk_ones_excess", "ntk_ones_excess", "seed", "ntk_ones_predicted", False),
+        ZRow("ntk_ones_excess_per_pair", "ntk_ones_excess", "seed", "ntk_ones_predicted_per_pair", False),
+        ZRow("ntk_ones_excess_per_pair_gaussian_law", "ntk_ones_excess", "seed", "ntk_ones_predicted_per_pair_gaussian_law",
+             False)]
 
 _KEEP_THEORY = ("ck_exact_eigenvalues", "ck_equivalent_eigenvalues", "ck_equivalent_error", "ck_equivalent_error_model", "ntk_equivalent_error", "ntk_equivalent_error_model",
                 "tau", "shift", "alpha", "beta", "kappa2", "rank_one", "per_pair_collinear_pairs", "ratio_alpha", "tau0", "stat_estimated",
@@ -476,8 +510,8 @@ def cell_summary(sim: Any, theory: Any) -> Any:
     ``ck_error_empirical``: ||K_emp − K_∞|| / ||K_∞|| per layer; ``ck_error_empirical_corrected``: the
     same with K_∞ + r_ℓ(11ᵀ − I); ``ck_error_empirical_per_pair``: with K_∞ + S_ℓ, the per-pair term (when
     the theory has it, with the kurtosis terms of non-Gaussian weights; for those ``*_per_pair_gaussian_law``
-    is the same without them); ``ck_mc_floor``: the seed halves' noise over ||K_∞||; the NTK the same at the last
-    layer (no finite-width correction); ``ck_ones_excess``: 1ᵀ(K_emp,seed − K_∞)1/n per seed, against
+    is the same without them); ``ck_mc_floor``: the seed halves' noise over ||K_∞||; the NTK at the last layer
+    in :func:`ntk_summary`; ``ck_ones_excess``: 1ᵀ(K_emp,seed − K_∞)1/n per seed, against
     ``ck_ones_predicted`` = r_ℓ (n − 1) and ``ck_ones_predicted_per_pair`` = 1ᵀS_ℓ1/n. With the per-pair
     variance: ``ck_error_variance`` = ‖V_emp − V_ℓ‖/‖V_ℓ‖ for the per-entry variance over the draws,
     ``ck_variance_floor`` its noise over ‖V_ℓ‖, and ``ck_fluctuation_predicted`` = Σ_ij (V_ℓ)_ij / n, the
@@ -534,13 +568,7 @@ def cell_summary(sim: Any, theory: Any) -> Any:
             variance_error.append(spectral_norm(measured - predicted) / scale if complete else np.nan)
             variance_floor.append(float(sim["ck_variance_floor_norm"].sel(layer=layer)) / scale)
             fluctuation.append(predicted.sum() / n if complete else np.nan)
-    last = layers[-1]
-    ntk_exact = np.asarray(theory["ntk_exact"].sel(layer=last).values, dtype=float)
-    ntk_emp = np.asarray(sim["ntk"].values, dtype=float)
-    ntk_error = ntk_floor = np.nan
-    if np.isfinite(ntk_exact).all() and np.isfinite(ntk_emp).all():
-        ntk_error = relative_error(ntk_emp, ntk_exact)
-        ntk_floor = float(sim["ntk_floor_norm"]) / spectral_norm(ntk_exact)
+    ntk = ntk_summary(sim, theory, n, suffix="_gaussian_law" if non_gaussian else "")
     return summary.assign(
         ck_error_empirical=(("layer",), np.array(raw)),
         ck_error_empirical_corrected=(("layer",), np.array(corrected)),
@@ -555,9 +583,36 @@ def cell_summary(sim: Any, theory: Any) -> Any:
         **({"ck_error_variance": (("layer",), np.array(variance_error)),
             "ck_variance_floor": (("layer",), np.array(variance_floor)),
             "ck_fluctuation_predicted": (("layer",), np.array(fluctuation))} if has_variance else {}),
-        ntk_error_empirical=((), ntk_error),
-        ntk_mc_floor=((), ntk_floor),
+        **ntk,
     )
+
+
+def ntk_summary(sim: Any, theory: Any, n: int, *, suffix: str = "") -> dict[str, Any]:
+    """The last layer's NTK in :func:`cell_summary`: ``ntk_error_empirical`` (against NTK∞) and ``ntk_mc_floor``
+    (NaN without an NTK), and where both sides have it ``ntk_ones_excess`` = 1ᵀ(NTK_emp,seed − NTK∞)1/n per seed
+    against ``ntk_ones_predicted`` = 0 (infinite width); with the theory's per-pair shift,
+    ``ntk_error_empirical_per_pair`` against NTK∞ + shift and ``ntk_ones_predicted_per_pair`` = 1ᵀshift1/n.
+    ``suffix`` ``"_gaussian_law"`` names the per-pair variables of non-Gaussian weights, which that shift
+    (Gaussian weights) does not cover.
+    """
+    from rmtbench.theory.deep import relative_error, spectral_norm
+
+    last = sim["layer"].values[-1]
+    exact = np.asarray(theory["ntk_exact"].sel(layer=last).values, dtype=float)
+    emp = np.asarray(sim["ntk"].values, dtype=float)
+    if not (np.isfinite(exact).all() and np.isfinite(emp).all()):
+        return {"ntk_error_empirical": ((), np.nan), "ntk_mc_floor": ((), np.nan)}
+    norm = spectral_norm(exact)
+    out = {"ntk_error_empirical": ((), spectral_norm(emp - exact) / norm),
+           "ntk_mc_floor": ((), float(sim["ntk_floor_norm"]) / norm),
+           "ntk_ones_excess": (("seed",), np.asarray(sim["ntk_ones"].values, dtype=float) - exact.sum() / n),
+           "ntk_ones_predicted": ((), 0.0)}
+    if "ntk_shift_per_pair" in theory:
+        shift = np.asarray(theory["ntk_shift_per_pair"].values, dtype=float)
+        complete = bool(np.isfinite(shift).all())  # nearly collinear pairs are NaN: no per-pair rows then
+        out[f"ntk_error_empirical_per_pair{suffix}"] = ((), relative_error(emp, exact + shift) if complete else np.nan)
+        out[f"ntk_ones_predicted_per_pair{suffix}"] = ((), shift.sum() / n if complete else np.nan)
+    return out
 
 
 def kurtosis_shift(kappas: np.ndarray, widths: np.ndarray, theory: Any, layer: int) -> np.ndarray | float:
@@ -735,13 +790,13 @@ def spectra_figures(ds: Any, outdir: Path) -> list[Path]:
 
 
 def error_figures(ds: Any, outdir: Path) -> list[Path]:
-    """Relative errors against n: CK and NTK equivalents (last layer), and the empirical CK against the floor."""
+    """Relative errors against n: CK and NTK equivalents (last layer), and the empirical CK and NTK against the floor."""
     from rmtbench.plots import COLORS, iterate_panels, log_axis, pyplot, save_figure
 
     plt = pyplot()
     paths = []
     for key, sub in iterate_panels(ds, ["weights", "dataset"]):
-        fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.3))
+        fig, axes = plt.subplots(1, 4, figsize=(14, 3.3))
         ns = sub["n"].values.astype(float)
         for i, acts in enumerate(sub["activations"].values):
             color = COLORS[i % len(COLORS)]
@@ -776,24 +831,26 @@ def error_figures(ds: Any, outdir: Path) -> list[Path]:
                                  label=f"{acts}, d/n={ratio:g}, rank-one{rate_label(ns, y)}")
                 if np.isfinite(y).any():
                     axes[2].plot(ns, f, ":", color=color, alpha=0.8)
+                _ntk_errors(axes[3], c2, ns, color, shade, f"{acts}, d/n={ratio:g}")
         titles = ("CK: equivalent vs exact (last layer)", "NTK: equivalent vs exact (last layer)",
-                  "CK: empirical vs exact + finite-width term (dotted: MC floor)")
+                  "CK: empirical vs exact + finite-width term", "NTK: empirical vs exact + finite-width mean")
         for ax, title in zip(axes, titles):
             log_axis(ax, "x")
             ax.set_yscale("log")
             ax.set_xlabel("n")
             ax.set_title(title)
             ax.legend(fontsize=6)
-        if axes[2].get_lines():  # the line styles of the right panel, in grey, beside the per-network colours
-            from matplotlib.lines import Line2D
-
+        if axes[2].get_lines():  # the line styles of the empirical panels, in grey, beside the per-network colours
             styles = [("o-", "per-pair mean"), ("x--", "rank-one term"), (":", "Monte-Carlo floor")]
             if "ck_error_empirical_per_pair_gaussian_law" in sub and np.isfinite(sub["ck_error_empirical_per_pair_gaussian_law"]).any():
                 styles.insert(2, ("^-.", "per-pair, as if Gaussian weights"))
-            handles = [Line2D([], [], color="0.45", marker=style[0] if style[0] in "ox^" else None, ls=style.lstrip("ox^"),
-                              ms=3.5, label=label) for style, label in styles]
-            axes[2].add_artist(axes[2].legend(fontsize=6))
-            axes[2].legend(handles=handles, fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+            _style_legend(axes[2], styles)
+        if axes[3].get_lines():
+            styles = [(style, label) for var, style, label in (
+                ("ntk_error_empirical_per_pair", "o-", "per-pair mean"),
+                ("ntk_error_empirical_per_pair_gaussian_law", "^-.", "per-pair, as if Gaussian weights"))
+                if var in sub and np.isfinite(sub[var]).any()]
+            _style_legend(axes[3], [*styles, ("x--", "infinite width"), (":", "Monte-Carlo floor")])
         axes[0].set_ylabel("relative spectral-norm error")
         fig.suptitle(f"W {key['weights']} · {key['dataset']}")
         fig.tight_layout()
@@ -803,16 +860,42 @@ def error_figures(ds: Any, outdir: Path) -> list[Path]:
             "last layer of each network. Left: Gu+22 CK linear equivalent (seed eq. 21 corrected; formula sheet sec. 5) "
             "against the exact infinite-width CK (Gaussian recursion); solid with the data epsilon_i = ||x_i||^2 - tau^2, "
             "dashed with V = [J/sqrt(p), psi]. Middle: the NTK equivalent (beta recursion) against the exact NTK "
-            "(seed eq. 22). Right: the seed-mean empirical CK against the exact CK plus a finite-width term at each width: "
+            "(seed eq. 22). Third: the seed-mean empirical CK against the exact CK plus a finite-width term at each width: "
             "solid, the entry-by-entry first-order mean E K_l - K_inf,l (rmtbench.theory.finite_width, where computed); "
             "crosses dashed, the rank-one term r_l(11^T - I) (pitfall P12); for non-Gaussian weights, triangles dash-dotted, "
             "the entry-by-entry mean as if the weights were Gaussian (solid adds each layer's weight-kurtosis term); "
-            "the Monte-Carlo floor (two halves of the seeds) dotted. "
+            "the Monte-Carlo floor (two halves of the seeds) dotted. Right: the seed-mean empirical NTK of the network "
+            "(read-out included) against the exact infinite-width NTK plus its entry-by-entry first-order mean "
+            "(rmtbench.theory.finite_width_ntk, Gaussian weights), solid; for non-Gaussian weights, whose kurtosis it "
+            "does not include, triangles dash-dotted; crosses dashed, the infinite-width NTK alone; dotted, the floor. "
             "Legends give the fitted rates n^slope."
         )
         paths.append(save_figure(fig, outdir, name, caption))
     return paths
 
+
+def _ntk_errors(ax: Any, cell: Any, ns: np.ndarray, color: str, shade: float, label: str) -> None:
+    """One network's empirical NTK errors against n: per-pair mean (o-, or ^-. as if Gaussian weights), infinite
+    width (x--) and the Monte-Carlo floor (:)."""
+    y = cell["ntk_error_empirical"].values.astype(float) if "ntk_error_empirical" in cell else np.full(ns.shape, np.nan)
+    if not np.isfinite(y).any():
+        return
+    for var, style in (("ntk_error_empirical_per_pair", "o-"), ("ntk_error_empirical_per_pair_gaussian_law", "^-.")):
+        pair = cell[var].values.astype(float) if var in cell else np.full(ns.shape, np.nan)
+        if np.isfinite(pair).any():
+            ax.plot(ns, pair, style, color=color, ms=3.5, alpha=shade, label=f"{label}{rate_label(ns, pair)}")
+    ax.plot(ns, y, "x--", color=color, ms=3.5, alpha=0.5 * shade)
+    ax.plot(ns, cell["ntk_mc_floor"].values.astype(float), ":", color=color, alpha=0.8)
+
+
+def _style_legend(ax: Any, styles: list[tuple[str, str]]) -> None:
+    """The line styles of a panel, in grey, below it (the per-network legend stays inside)."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color="0.45", marker=style[0] if style[0] in "ox^" else None, ls=style.lstrip("ox^"),
+                      ms=3.5, label=label) for style, label in styles]
+    ax.add_artist(ax.legend(fontsize=6))
+    ax.legend(handles=handles, fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
 
 def fluctuation_figures(ds: Any, outdir: Path) -> list[Path]:
     """Measured over first-order Σ_ij Var K_ℓ,ij against the layer's width, one panel per layer."""
