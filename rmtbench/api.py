@@ -21,7 +21,9 @@ from numpy.typing import ArrayLike, NDArray
 __all__ = [
     "RidgeTheory",
     "alpha_coefficients",
+    "deep_conjugate_kernel_variances",
     "deep_conjugate_kernels",
+    "deep_neural_tangent_kernels",
     "expected_kernel",
     "expected_kernel_diag",
     "gmm_linear_equivalent",
@@ -323,6 +325,58 @@ def deep_conjugate_kernel_variances(activations: Sequence[ActivationSpec], X: Ar
 
     A, acts, tau0 = _deep_inputs(X, activations, tau0)
     return np.stack(finite_width_moments(A, acts, widths, tau0=tau0, nodes=nodes).variances)
+
+
+def deep_neural_tangent_kernels(activations: Sequence[ActivationSpec], X: ArrayLike, *, widths: Sequence[float] | None = None,
+                                tau0: float | None = None, nodes: int = 48) -> NDArray[np.float64]:
+    """Expected NTK of the network truncated after each layer of a deep random MLP, at infinite or finite width.
+
+    The network of :func:`deep_conjugate_kernels` with Gaussian weights and a Gaussian read-out v of the
+    last hidden layer; the NTK sums over all weights, the read-out included (:mod:`rmtbench.deepnet`).
+
+    Parameters
+    ----------
+    activations
+        φ_1, ..., φ_L; each needs a pointwise derivative (no jump).
+    X
+        Samples as rows, shape (n, p).
+    widths
+        ``None``: the infinite-width NTKs (seed eq. 22). Widths d_1, ..., d_L (at least L − 1): plus the
+        first-order finite-width mean, entry by entry (:mod:`rmtbench.theory.finite_width_ntk`), which
+        keeps the correlation of each W_l with the backward pass that the infinite-width limit drops;
+        entries of nearly collinear samples are NaN there.
+    tau0, nodes
+        As in :func:`deep_conjugate_kernels`.
+
+    Returns
+    -------
+    ndarray of shape (L, n, n)
+        Entry l − 1: E NTK of the network whose read-out sits on layer l.
+
+    Examples
+    --------
+    A linear network on orthonormal samples: the NTK is (l + 1) I at every width (each layer adds XᵀX).
+
+    >>> K = deep_neural_tangent_kernels(["linear", "linear"], np.eye(3), widths=[8, 8])
+    >>> bool(np.allclose(K[1], 3 * np.eye(3)))
+    True
+    """
+    from rmtbench.activations import get_activation
+    from rmtbench.theory.deep import exact_kernels
+    from rmtbench.theory.finite_width_ntk import finite_width_ntk_shifts
+
+    A, acts, tau0 = _deep_inputs(X, activations, tau0)
+    for spec in acts:
+        act = get_activation(spec)
+        if act.derivative is None:
+            raise ValueError(f"{act.name} has no pointwise derivative (a jump): its NTK is not defined")
+    kernels = exact_kernels(A, acts, tau0=tau0, ntk=True, nodes=nodes)
+    assert kernels.ntk is not None
+    ntks = list(kernels.ntk)
+    if widths is not None:
+        shifts = finite_width_ntk_shifts(A, acts, widths, tau0=tau0, nodes=nodes, kernels=kernels)
+        ntks = [K + S for K, S in zip(ntks, shifts)]
+    return np.stack(ntks)
 
 
 # -- linear equivalents of the kernel --------------------------------------------------------------

@@ -220,3 +220,24 @@ def test_deep_conjugate_kernel_variances_wrap_the_first_order_covariance():
     assert variances.shape == (2, 7, 7) and (variances > 0).all()
     with pytest.raises(ValueError, match="needs 2 widths"):
         api.deep_conjugate_kernel_variances(acts, X, widths=[30])
+
+
+def test_deep_neural_tangent_kernels_wrap_the_recursion_and_the_finite_width_mean():
+    """Rows are samples; without widths the infinite-width NTKs of every layer, with widths plus the per-pair
+    NTK mean, exactly as the column-oriented modules give them; the first layer's mean is exact."""
+    from rmtbench.theory.deep import exact_ntk
+    from rmtbench.theory.finite_width_ntk import finite_width_ntk_shifts
+
+    X = np.random.default_rng(3).standard_normal((9, 20)) / np.sqrt(20)
+    acts = ["relu", "tanh"]
+    tau0 = float(np.sqrt(np.mean(np.sum(X * X, axis=1))))
+    infinite = api.deep_neural_tangent_kernels(acts, X)
+    finite = api.deep_neural_tangent_kernels(acts, X, widths=[30, 30])
+    assert infinite.shape == (2, 9, 9)
+    assert np.array_equal(infinite, np.stack(exact_ntk(X.T, acts, tau0=tau0)))
+    np.testing.assert_allclose(finite - infinite, np.stack(finite_width_ntk_shifts(X.T, acts, [30, 30], tau0=tau0)),
+                               rtol=1e-12, atol=1e-15)
+    assert np.array_equal(finite[0], infinite[0]) and not np.allclose(finite[1], infinite[1], rtol=1e-3)
+    for widths in (None, [30, 30]):
+        with pytest.raises(ValueError, match="sign has no pointwise derivative"):
+            api.deep_neural_tangent_kernels(["relu", "sign"], X, widths=widths)

@@ -48,6 +48,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rmtbench.activations import Activation
+from rmtbench.theory.deep import DeepKernels
 from rmtbench.theory.finite_width import (
     KernelState, LayerSensitivities, _copy_diagonal, duplicate_pairs, layer_states, map_derivatives,
     network_sensitivities,
@@ -245,16 +246,25 @@ def _projection_step(s: LayerSensitivities, t: DerivativeSensitivities, theta: A
 
 
 def finite_width_ntk_shifts(X: Array, activations: Sequence[object], widths: Sequence[float], *, tau0: float,
-                            nodes: int = 48) -> list[Array]:
+                            nodes: int = 48, kernels: DeepKernels | None = None) -> list[Array]:
     """E NTK_ℓ − NTK∞_ℓ for ℓ = 1..L, entry by entry, to first order in 1/d (module docstring).
 
-    Parameters as in :func:`rmtbench.theory.finite_width.finite_width_shifts` (Gaussian weights).
+    Parameters as in :func:`rmtbench.theory.finite_width.finite_width_shifts` (Gaussian weights), except that
+    ``kernels``, if given, is :func:`rmtbench.theory.deep.exact_kernels` with the NTK.
+
+    Examples
+    --------
+    >>> X = np.linalg.qr(np.random.default_rng(0).standard_normal((8, 4)))[0]
+    >>> S = finite_width_ntk_shifts(X, ["linear", "quadratic"], [50, 50], tau0=1.0)  # tests/: exact here
+    >>> float(np.abs(S[0]).max()), round(float(S[1][0, 0]), 6)  # layer 1 exact; 6/50 (CK) + 16/50 (gradients)
+    (0.0, 0.44)
     """
     from rmtbench.activations import get_activation
     from rmtbench.theory.deep import centred_activation, exact_kernels, layer_coefficients
 
     X = np.asarray(X, dtype=float)
-    kernels = exact_kernels(X, list(activations), tau0=tau0, ntk=True, nodes=nodes)
+    if kernels is None or kernels.ntk is None:
+        kernels = exact_kernels(X, list(activations), tau0=tau0, ntk=True, nodes=nodes)
     layers = network_sensitivities(X, activations, tau0=tau0, nodes=nodes, kernels=kernels.ck)
     coefficients = layer_coefficients(list(activations), tau0=tau0)
     gram = X.T @ X
