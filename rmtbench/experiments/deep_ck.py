@@ -136,12 +136,10 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
     Entries of nearly collinear pairs (not duplicates) are NaN after layer 1, as :mod:`rmtbench.theory.finite_width`
     says; when the data themselves have such pairs, only the first layer (shift 0, exact variance) is computed.
     """
-    from rmtbench.activations import get_activation
-    from rmtbench.theory.deep import centred_activation, layer_coefficients
     from rmtbench.theory.finite_width import (
         collinear_pairs, duplicate_pairs, kurtosis_responses, kurtosis_terms, network_sensitivities, propagate_moments,
     )
-    from rmtbench.theory.finite_width_ntk import derivative_sensitivities, ntk_shifts
+    from rmtbench.theory.finite_width_ntk import network_slopes, ntk_states
 
     depth, duplicates = len(activations), duplicate_pairs(X)
     n, nodes = X.shape[1], int(cell["kernel_nodes"])
@@ -162,12 +160,13 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
     def ntk(layers: list[Any]) -> np.ndarray | None:  # the derivative kernels' sensitivities, once for every ratio
         if ntks is None:
             return None
-        coefficients = layer_coefficients(activations, tau0=tau0)
-        inputs = [X.T @ X, *kernels[: depth - 1]]
-        slopes = [derivative_sensitivities(centred_activation(get_activation(a), c.shift), K, nodes=nodes)
-                  for a, c, K in zip(activations, coefficients, inputs)]
-        return np.array([ntk_shifts(layers, slopes, ntks, X.T @ X, layer_widths(cell, depth, d_over_n=r),
-                                    duplicates=duplicates)[-1] for r in ratios], dtype=np.float32)
+        slopes = network_slopes(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
+        out = np.empty((len(ratios), n, n), dtype=np.float32)
+        for i, r in enumerate(ratios):
+            for state in ntk_states(layers, slopes, ntks, X.T @ X, layer_widths(cell, depth, d_over_n=r)[: depth - 1],
+                                    duplicates=duplicates):
+                out[i] = state.shift  # the last layer's is kept
+        return out
 
     in_data = int(np.triu(collinear_pairs(X.T @ X) & ~duplicates, 1).sum())
     if in_data:  # their entries would be NaN from layer 2 on: skip the work
@@ -876,15 +875,18 @@ def error_figures(ds: Any, outdir: Path) -> list[Path]:
 
 def _ntk_errors(ax: Any, cell: Any, ns: np.ndarray, color: str, shade: float, label: str) -> None:
     """One network's empirical NTK errors against n: per-pair mean (o-, or ^-. as if Gaussian weights), infinite
-    width (x--) and the Monte-Carlo floor (:)."""
+    width (x--; labelled when there is no per-pair line) and the Monte-Carlo floor (:)."""
     y = cell["ntk_error_empirical"].values.astype(float) if "ntk_error_empirical" in cell else np.full(ns.shape, np.nan)
     if not np.isfinite(y).any():
         return
+    labelled = False
     for var, style in (("ntk_error_empirical_per_pair", "o-"), ("ntk_error_empirical_per_pair_gaussian_law", "^-.")):
         pair = cell[var].values.astype(float) if var in cell else np.full(ns.shape, np.nan)
         if np.isfinite(pair).any():
             ax.plot(ns, pair, style, color=color, ms=3.5, alpha=shade, label=f"{label}{rate_label(ns, pair)}")
-    ax.plot(ns, y, "x--", color=color, ms=3.5, alpha=0.5 * shade)
+            labelled = True
+    ax.plot(ns, y, "x--", color=color, ms=3.5, alpha=0.5 * shade if labelled else shade,
+            label=None if labelled else f"{label}, infinite width{rate_label(ns, y)}")
     ax.plot(ns, cell["ntk_mc_floor"].values.astype(float), ":", color=color, alpha=0.8)
 
 
@@ -896,6 +898,7 @@ def _style_legend(ax: Any, styles: list[tuple[str, str]]) -> None:
                       ms=3.5, label=label) for style, label in styles]
     ax.add_artist(ax.legend(fontsize=6))
     ax.legend(handles=handles, fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+
 
 def fluctuation_figures(ds: Any, outdir: Path) -> list[Path]:
     """Measured over first-order Σ_ij Var K_ℓ,ij against the layer's width, one panel per layer."""

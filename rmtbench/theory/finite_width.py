@@ -72,7 +72,8 @@ from numpy.typing import NDArray
 from rmtbench.activations import Activation
 
 __all__ = [
-    "COLLINEAR_MARGIN", "STEP", "FiniteWidthMoments", "KernelState", "LayerSensitivities", "collinear_pairs", "duplicate_pairs",
+    "COLLINEAR_MARGIN", "STEP", "FiniteWidthMoments", "KernelState", "LayerSensitivities", "collinear_pairs", "copy_diagonal",
+    "duplicate_pairs",
     "finite_width_moments", "finite_width_shifts", "kurtosis_responses", "kurtosis_terms", "kurtosis_weights",
     "layer_sensitivities", "layer_states", "map_derivatives", "network_sensitivities", "propagate", "propagate_moments",
 ]
@@ -291,7 +292,7 @@ def layer_states(layers: Sequence[LayerSensitivities], widths: Sequence[float], 
                          + s.fab * v_ab + s.fac * v_ac + fbc * v_ac.T)
             np.fill_diagonal(curvature, 0.5 * s.h2 * v_aa)
             new = _linear(s, S) + curvature
-        _copy_diagonal(new, duplicates)
+        copy_diagonal(new, duplicates)
         S = new
         if ell >= len(widths):
             yield KernelState(new)
@@ -375,11 +376,11 @@ def kurtosis_responses(layers: Sequence[LayerSensitivities], terms: Sequence[Arr
     out = []
     for k, term in enumerate(terms):
         U = term.copy()
-        _copy_diagonal(U, duplicates)
+        copy_diagonal(U, duplicates)
         chain = [U]
         for s in layers[k + 1:]:
             U = _linear(s, U)
-            _copy_diagonal(U, duplicates)
+            copy_diagonal(U, duplicates)
             chain.append(U)
         out.append(chain)
     return out
@@ -389,11 +390,11 @@ def _variance(v_aa: Array, v_cc: Array, duplicates: NDArray[np.bool_] | None) ->
     """Var K entry by entry: Var K_ij off the diagonal, Var K_ii on it, duplicates copying the diagonal."""
     variance = v_cc.copy()
     np.fill_diagonal(variance, v_aa)
-    _copy_diagonal(variance, duplicates)
+    copy_diagonal(variance, duplicates)
     return variance
 
 
-def _copy_diagonal(M: Array, duplicates: NDArray[np.bool_] | None) -> None:
+def copy_diagonal(M: Array, duplicates: NDArray[np.bool_] | None) -> None:
     """Entry (i, j) of each duplicate pair takes the diagonal's M_ii (in place)."""
     if duplicates is not None:
         M[duplicates] = np.diagonal(M)[np.nonzero(duplicates)[0]]  # row i of each pair (i, j)

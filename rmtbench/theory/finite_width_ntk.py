@@ -41,7 +41,7 @@ read-out included.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,11 +50,14 @@ from numpy.typing import NDArray
 from rmtbench.activations import Activation
 from rmtbench.theory.deep import DeepKernels
 from rmtbench.theory.finite_width import (
-    KernelState, LayerSensitivities, _copy_diagonal, duplicate_pairs, layer_states, map_derivatives,
+    KernelState, LayerSensitivities, copy_diagonal, duplicate_pairs, layer_states, map_derivatives,
     network_sensitivities,
 )
 
-__all__ = ["DerivativeSensitivities", "derivative_sensitivities", "finite_width_ntk_shifts", "ntk_shifts"]
+__all__ = [
+    "CrossCovariance", "DerivativeSensitivities", "GradientProjection", "NTKState", "derivative_sensitivities",
+    "finite_width_ntk_shifts", "network_slopes", "ntk_shifts", "ntk_states",
+]
 
 Array = NDArray[np.float64]
 
@@ -100,7 +103,7 @@ def derivative_sensitivities(act: Activation, K: Array, *, nodes: int = 48) -> D
     def kernel_map(var_a: Array, var_b: Array, cov: Array, symmetric: bool) -> Array:
         return derivative_kernel_from_covariance(act, var_a, var_b, cov, nodes=nodes, symmetric=symmetric)
 
-    def expectation(f, var: Array) -> Array:  # type: ignore[no-untyped-def]
+    def expectation(f: Callable[[Array], Array], var: Array) -> Array:
         return gaussian_expectations(lambda t: np.asarray(f(t), dtype=float), np.sqrt(var), kinks=act.kinks, nodes=40)
 
     pairs, diag = map_derivatives(kernel_map, lambda var: expectation(lambda t: dphi(t) ** 2, var), K)
@@ -115,17 +118,50 @@ def derivative_sensitivities(act: Activation, K: Array, *, nodes: int = 48) -> D
     )
 
 
-def ntk_shifts(layers: Sequence[LayerSensitivities], slopes: Sequence[DerivativeSensitivities],
+@dataclass(frozen=True, eq=False)  # arrays: no elementwise ==
+class CrossCovariance:
+    """X_ℓ = Cov((K_ii, K_jj, K_ij)_ℓ, Θ_ℓ,ij) per pair: ``ii``, ``jj``, ``ij`` (n × n), and Cov(K_ii, Θ_ii) (``diag``, n)."""
+
+    ii: Array
+    jj: Array
+    ij: Array
+    diag: Array
+
+
+@dataclass(frozen=True, eq=False)  # arrays: no elementwise ==
+class GradientProjection:
+    """P_ℓ per pair (i, j): P_ab = Σ_kk' Σ_ℓ,ka Σ_ℓ,k'b T_ℓ[k, k', i, j] for (a, b) in {i, j}², as ``ii``, ``ij``, ``ji``,
+    ``jj`` (n × n), and P_ii of the pair (i, i) (``diag``, n)."""
+
+    ii: Array
+    ij: Array
+    ji: Array
+    jj: Array
+    diag: Array
+
+
+@dataclass(frozen=True, eq=False)  # arrays: no elementwise ==
+class NTKState:
+    """First-order state of Θ_ℓ = K_ℓ + τ_ℓ (the NTK with the read-out on layer ℓ): ``shift`` = E Θ_ℓ − Θ∞_ℓ and,
+    when d_ℓ is known, the pair terms that the next layer's mean needs (None past the last width)."""
+
+    shift: Array
+    cross: CrossCovariance | None = None
+    projection: GradientProjection | None = None
+
+
+def ntk_states(layers: Sequence[LayerSensitivities], slopes: Sequence[DerivativeSensitivities],
                ntks: Sequence[Array], gram: Array, widths: Sequence[float], *,
-               duplicates: NDArray[np.bool_] | None = None) -> list[Array]:
-    """E NTK_ℓ − NTK∞_ℓ, ℓ = 1..L, to first order in 1/d (module docstring).
+               duplicates: NDArray[np.bool_] | None = None) -> Iterator[NTKState]:
+    """:class:`NTKState` of layers 1..L in turn (module docstring); the iteration stops after the first layer
+    without a width.
 
     Parameters
     ----------
     layers, slopes
         Each layer's CK and derivative-kernel sensitivities at K∞ of the layer below.
     ntks
-        NTK∞_1, ..., NTK∞_L (only the first L − 1 are used).
+        NTK∞_1, ..., NTK∞_L (the first L − 1 are used).
     gram
         XᵀX (= K_0 = NTK_0).
     widths
@@ -134,115 +170,117 @@ def ntk_shifts(layers: Sequence[LayerSensitivities], slopes: Sequence[Derivative
         Pairs of identical samples (:func:`rmtbench.theory.finite_width.duplicate_pairs`): they copy the diagonal.
     """
     depth = len(layers)
-    if len(widths) < depth - 1:
-        raise ValueError(f"need at least {depth - 1} widths, got {len(widths)}")
-    states = list(layer_states(layers, widths[: depth - 1], duplicates=duplicates))
+    if len(widths) < depth - 1 or len(ntks) < depth - 1:
+        raise ValueError(f"need at least {depth - 1} widths and infinite-width NTKs, got {len(widths)} and {len(ntks)}")
     n = gram.shape[0]
-    zero = KernelState(np.zeros((n, n)), np.zeros(n), np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n)))
-    below = [zero, *states]  # the state of K_{ℓ−1} entering layer ℓ
     theta = np.asarray(gram, dtype=float)  # Θ∞_{ℓ−1}
-    sigma = np.zeros((n, n))
-    x, p = _Cross.zero(n), _Projection.zero(n)
-    out = []
-    for ell, (s, t) in enumerate(zip(layers, slopes)):
-        sigma = _mean_step(t, below[ell], theta, sigma, x, p)
-        _copy_diagonal(sigma, duplicates)
-        out.append(states[ell].shift + sigma)  # E NTK_ℓ − NTK∞_ℓ = S_ℓ + σ_ℓ
-        if ell < depth - 1:
-            inv_d = 1.0 / float(widths[ell])
-            x = _cross_step(s, t, below[ell], theta, x, states[ell], inv_d)
-            p = _projection_step(s, t, theta, p, inv_d)
-            theta = np.asarray(ntks[ell], dtype=float)
-    return out
+    below = KernelState(np.zeros((n, n)), np.zeros(n), np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n)))
+    state = NTKState(np.zeros((n, n)))
+    for ell, (ck, slope, above) in enumerate(zip(layers, slopes, layer_states(layers, widths, duplicates=duplicates))):
+        first = ell == 0  # τ_1 = K'_1 ∘ XᵀX: its mean is exact, and the pair terms need no stencil (collinear pairs too)
+        tau_shift = np.zeros((n, n)) if first else _tau_shift(slope, below, theta, state)
+        copy_diagonal(tau_shift, duplicates)
+        if above.v_aa is None:  # no width for this layer: nothing after it
+            yield NTKState(above.shift + tau_shift)
+            return
+        inv_d = 1.0 / float(widths[ell])
+        state = NTKState(above.shift + tau_shift,  # E Θ_ℓ − Θ∞_ℓ = S_ℓ + σ_ℓ
+                         _cross_step(ck, slope, below, above, theta, state.cross, inv_d, first=first),
+                         _projection_step(ck, slope, theta, state.projection, inv_d, first=first))
+        yield state
+        below, theta = above, (np.asarray(ntks[ell], dtype=float) if ell < depth - 1 else theta)
 
 
-@dataclass(frozen=True, eq=False)
-class _Cross:
-    """X = Cov((K_ii, K_jj, K_ij), Θ_ij) per pair (``ii``, ``jj``, ``ij``: n × n) and Cov(K_ii, Θ_ii) (``diag``, n)."""
-
-    ii: Array
-    jj: Array
-    ij: Array
-    diag: Array
-
-    @classmethod
-    def zero(cls, n: int) -> "_Cross":
-        return cls(np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n)), np.zeros(n))
+def ntk_shifts(layers: Sequence[LayerSensitivities], slopes: Sequence[DerivativeSensitivities],
+               ntks: Sequence[Array], gram: Array, widths: Sequence[float], *,
+               duplicates: NDArray[np.bool_] | None = None) -> list[Array]:
+    """E NTK_ℓ − NTK∞_ℓ, ℓ = 1..L, to first order in 1/d: the shifts of :func:`ntk_states` (same parameters)."""
+    return [state.shift for state in ntk_states(layers, slopes, ntks, gram, widths, duplicates=duplicates)]
 
 
-@dataclass(frozen=True, eq=False)
-class _Projection:
-    """P per pair: the 2 × 2 entries ``ii, ij, ji, jj`` (n × n) and the diagonal pair's scalar (``diag``, n)."""
-
-    ii: Array
-    ij: Array
-    ji: Array
-    jj: Array
-    diag: Array
-
-    @classmethod
-    def zero(cls, n: int) -> "_Projection":
-        z = np.zeros((n, n))
-        return cls(z, z.copy(), z.copy(), z.copy(), np.zeros(n))
-
-
-def _mean_step(t: DerivativeSensitivities, k: KernelState, theta: Array, sigma: Array, x: _Cross,
-               p: _Projection) -> Array:
-    """σ_ℓ from the state entering layer ℓ (module docstring)."""
-    S = k.shift
-    s_diag, v_aa = np.diagonal(S), k.v_aa
-    fb, fbb, fbc = t.fa.T, t.faa.T, t.fac.T
-    linear = t.fa * s_diag[:, None] + fb * s_diag[None, :] + t.fc * S
-    curvature = (0.5 * (t.faa * v_aa[:, None] + fbb * v_aa[None, :] + t.fcc * k.v_cc)
-                 + t.fab * k.v_ab + t.fac * k.v_ac + fbc * k.v_ac.T)
-    cross = t.fa * x.ii + fb * x.jj + t.fc * x.ij
-    projection = 2 * (t.fa * p.ii + fb * p.jj) + t.fc * (p.ij + p.ji)
-    out = t.f0 * (S + sigma) + theta * (linear + curvature) + cross + projection
-    diag = (t.d0 * (s_diag + np.diagonal(sigma)) + np.diagonal(theta) * (t.h1 * s_diag + 0.5 * t.h2 * v_aa)
-            + t.h1 * x.diag + 2 * t.h1 * p.diag)
+def _tau_shift(slope: DerivativeSensitivities, below: KernelState, theta: Array, state: NTKState) -> Array:
+    """σ_ℓ = E τ_ℓ − τ∞_ℓ from the state of layer ℓ − 1 (``below``: its CK; ``state``: its NTK)."""
+    assert below.v_aa is not None and state.cross is not None and state.projection is not None
+    S, x, p = below.shift, state.cross, state.projection
+    s_diag, v_aa = np.diagonal(S), below.v_aa
+    fb = slope.fa.T  # ∂F'/∂a_j
+    linear = slope.fa * s_diag[:, None] + fb * s_diag[None, :] + slope.fc * S
+    curvature = (0.5 * (slope.faa * v_aa[:, None] + slope.faa.T * v_aa[None, :] + slope.fcc * below.v_cc)
+                 + slope.fab * below.v_ab + slope.fac * below.v_ac + slope.fac.T * below.v_ac.T)
+    cross = slope.fa * x.ii + fb * x.jj + slope.fc * x.ij
+    gradient = 2 * (slope.fa * p.ii + fb * p.jj) + slope.fc * (p.ij + p.ji)  # Σ_ab P_ab E[∂_a∂_b φ'_iφ'_j]
+    out = slope.f0 * state.shift + theta * (linear + curvature) + cross + gradient  # state.shift = S_{ℓ−1} + σ_{ℓ−1}
+    diag = (slope.d0 * np.diagonal(state.shift) + np.diagonal(theta) * (slope.h1 * s_diag + 0.5 * slope.h2 * v_aa)
+            + slope.h1 * x.diag + 2 * slope.h1 * p.diag)
     np.fill_diagonal(out, diag)
     return out
 
 
-def _cross_step(s: LayerSensitivities, t: DerivativeSensitivities, k: KernelState, theta: Array, x: _Cross,
-                new: KernelState, inv_d: float) -> _Cross:
-    """X_ℓ from X_{ℓ−1}, the covariance entering layer ℓ and the layer's own fluctuation."""
-    fb, tb = s.fa.T, t.fa.T
-    a_i, a_j = k.v_aa[:, None], k.v_aa[None, :]
-    # u_y = Cov(δK_{ℓ−1,y}, δE[τ_ℓ,ij | ·]) for y = ii, jj, ij
-    u_ii = theta * (a_i * t.fa + k.v_ab * tb + k.v_ac * t.fc) + t.f0 * x.ii
-    u_jj = theta * (k.v_ab * t.fa + a_j * tb + k.v_ac.T * t.fc) + t.f0 * x.jj
-    u_ij = theta * (k.v_ac * t.fa + k.v_ac.T * tb + k.v_cc * t.fc) + t.f0 * x.ij
+def _cross_step(ck: LayerSensitivities, slope: DerivativeSensitivities, below: KernelState, above: KernelState,
+                theta: Array, cross: CrossCovariance | None, inv_d: float, *, first: bool) -> CrossCovariance:
+    """X_ℓ: Cov(K_ℓ triple, K_ℓ,ij) from ``above``, plus Cov(K_ℓ triple, τ_ℓ,ij): propagated through DF from
+    layer ℓ − 1 (not at the first layer, where C_0 = X_0 = 0), and the layer's own fluctuation."""
+    assert above.v_aa is not None and above.v_ac is not None and above.v_cc is not None
     # the layer's own: Θ∞_{ℓ−1,ij} Cov(φ̄_aφ̄_b, φ'_iφ'_j)/d_ℓ for (a, b) = (i, i), (j, j), (i, j)
-    fresh_ii = theta * (t.q_square - s.h0[:, None] * t.f0) * inv_d
-    fresh_jj = theta * (t.q_square.T - s.h0[None, :] * t.f0) * inv_d
-    fresh_ij = theta * (t.q_cross - s.f0 * t.f0) * inv_d
-    h1 = s.h1
-    ii = new.v_ac + h1[:, None] * u_ii + fresh_ii
-    jj = new.v_ac.T + h1[None, :] * u_jj + fresh_jj
-    ij = new.v_cc + s.fa * u_ii + fb * u_jj + s.fc * u_ij + fresh_ij
+    ii = above.v_ac + theta * (slope.q_square - ck.h0[:, None] * slope.f0) * inv_d
+    jj = above.v_ac.T + theta * (slope.q_square.T - ck.h0[None, :] * slope.f0) * inv_d
+    ij = above.v_cc + theta * (slope.q_cross - ck.f0 * slope.f0) * inv_d
     th = np.diagonal(theta)
-    u_d = th * k.v_aa * t.h1 + t.d0 * x.diag
-    diag = new.v_aa + h1 * u_d + th * (t.q_diag - s.h0 * t.d0) * inv_d
-    return _Cross(ii, jj, ij, diag)
+    diag = above.v_aa + th * (slope.q_diag - ck.h0 * slope.d0) * inv_d
+    if first:
+        return CrossCovariance(ii, jj, ij, diag)
+    assert cross is not None and below.v_aa is not None
+    # u_y = Cov(δK_{ℓ−1,y}, δE[τ_ℓ,ij | ·]) for y = ii, jj, ij, with δE[τ_ℓ,ij | ·] = Θ∞ DF'[δK] + F' δΘ_ij
+    fb = slope.fa.T
+    a_i, a_j = below.v_aa[:, None], below.v_aa[None, :]
+    u_ii = theta * (a_i * slope.fa + below.v_ab * fb + below.v_ac * slope.fc) + slope.f0 * cross.ii
+    u_jj = theta * (below.v_ab * slope.fa + a_j * fb + below.v_ac.T * slope.fc) + slope.f0 * cross.jj
+    u_ij = theta * (below.v_ac * slope.fa + below.v_ac.T * fb + below.v_cc * slope.fc) + slope.f0 * cross.ij
+    u_diag = th * below.v_aa * slope.h1 + slope.d0 * cross.diag
+    return CrossCovariance(ii + ck.h1[:, None] * u_ii, jj + ck.h1[None, :] * u_jj,
+                           ij + ck.fa * u_ii + ck.fa.T * u_jj + ck.fc * u_ij, diag + ck.h1 * u_diag)
 
 
-def _projection_step(s: LayerSensitivities, t: DerivativeSensitivities, theta: Array, p: _Projection,
-                     inv_d: float) -> _Projection:
-    """P_ℓ = Q Θ/d_ℓ + G^(i) P_{ℓ−1} G^(j)ᵀ per pair (module docstring)."""
-    h1_i, h1_j = s.h1[:, None], s.h1[None, :]
-    two_fa, two_fb, slope = 2 * s.fa, 2 * s.fa.T, t.f0
-    # G^(i) = [[h'_i, 0], [2∂F/∂a_i, F'_ij]] (rows a, columns c); G^(j) = [[F'_ij, 2∂F/∂a_j], [0, h'_j]] (rows b, columns e)
-    gi = ((h1_i, 0.0), (two_fa, slope))
-    gj = ((slope, two_fb), (0.0, h1_j))
-    old = ((p.ii, p.ij), (p.ji, p.jj))
-    new = [[sum(gi[a][c] * old[c][e] * gj[b][e] for c in range(2) for e in range(2)) for b in range(2)]
-           for a in range(2)]
-    q = ((t.q_square, t.q_cross), (t.q_cross, t.q_square.T))
-    fresh = [[q[a][b] * theta * inv_d for b in range(2)] for a in range(2)]
-    th = np.diagonal(theta)
-    return _Projection(ii=new[0][0] + fresh[0][0], ij=new[0][1] + fresh[0][1], ji=new[1][0] + fresh[1][0],
-                      jj=new[1][1] + fresh[1][1], diag=s.h1**2 * p.diag + t.q_diag * th * inv_d)
+def _projection_step(ck: LayerSensitivities, slope: DerivativeSensitivities, theta: Array,
+                     projection: GradientProjection | None, inv_d: float, *, first: bool) -> GradientProjection:
+    """P_ℓ = Q Θ∞_{ℓ−1,ij}/d_ℓ + G^(i) P_{ℓ−1} G^(j)ᵀ per pair (module docstring; P_0 = 0)."""
+    fresh = theta * inv_d
+    ii, ij, jj = slope.q_square * fresh, slope.q_cross * fresh, slope.q_square.T * fresh
+    ji, diag = ij.copy(), slope.q_diag * np.diagonal(fresh)
+    if first:
+        return GradientProjection(ii, ij, ji, jj, diag)
+    assert projection is not None
+    # G^(i) = [[h'_i, 0], [A_i, F'_ij]] (rows a, columns c), G^(j) = [[F'_ij, A_j], [0, h'_j]] (rows b, columns e),
+    # with A_i = 2∂F/∂a_i = E[φ''(u_i)φ̄(u_j)] and h' the CK map's diagonal derivative
+    p, slope_ij = projection, slope.f0
+    h_i, h_j, A_i, A_j = ck.h1[:, None], ck.h1[None, :], 2 * ck.fa, 2 * ck.fa.T
+    row_i = slope_ij * p.ii + A_j * p.ij  # Σ_e P_ie G^(j)_ie
+    return GradientProjection(
+        ii=ii + h_i * row_i,
+        ij=ij + h_i * h_j * p.ij,
+        ji=ji + A_i * row_i + slope_ij * (slope_ij * p.ji + A_j * p.jj),
+        jj=jj + h_j * (A_i * p.ij + slope_ij * p.jj),
+        diag=diag + ck.h1**2 * p.diag,
+    )
+
+
+def network_slopes(X: Array, activations: Sequence[object], *, tau0: float, nodes: int = 48,
+                   kernels: Sequence[Array] | None = None) -> list[DerivativeSensitivities]:
+    """:class:`DerivativeSensitivities` of every layer at the infinite-width CKs (they do not depend on d).
+
+    Parameters as in :func:`rmtbench.theory.finite_width.network_sensitivities`; feed the result, with that
+    function's, to :func:`ntk_states`.
+    """
+    from rmtbench.activations import get_activation
+    from rmtbench.theory.deep import centred_activation, exact_ck, layer_coefficients
+
+    X = np.asarray(X, dtype=float)
+    coefficients = layer_coefficients(list(activations), tau0=tau0)
+    if kernels is None:
+        kernels = exact_ck(X, list(activations), tau0=tau0, nodes=nodes)
+    inputs = [X.T @ X, *kernels[: len(coefficients) - 1]]
+    return [derivative_sensitivities(centred_activation(get_activation(spec), c.shift), K, nodes=nodes)
+            for spec, c, K in zip(activations, coefficients, inputs)]
 
 
 def finite_width_ntk_shifts(X: Array, activations: Sequence[object], widths: Sequence[float], *, tau0: float,
@@ -259,17 +297,11 @@ def finite_width_ntk_shifts(X: Array, activations: Sequence[object], widths: Seq
     >>> float(np.abs(S[0]).max()), round(float(S[1][0, 0]), 6)  # layer 1 exact; 6/50 (CK) + 16/50 (gradients)
     (0.0, 0.44)
     """
-    from rmtbench.activations import get_activation
-    from rmtbench.theory.deep import centred_activation, exact_kernels, layer_coefficients
+    from rmtbench.theory.deep import exact_kernels
 
     X = np.asarray(X, dtype=float)
     if kernels is None or kernels.ntk is None:
         kernels = exact_kernels(X, list(activations), tau0=tau0, ntk=True, nodes=nodes)
     layers = network_sensitivities(X, activations, tau0=tau0, nodes=nodes, kernels=kernels.ck)
-    coefficients = layer_coefficients(list(activations), tau0=tau0)
-    gram = X.T @ X
-    inputs = [gram, *kernels.ck[: len(activations) - 1]]
-    slopes = [derivative_sensitivities(centred_activation(get_activation(spec), c.shift), K, nodes=nodes)
-              for spec, c, K in zip(activations, coefficients, inputs)]
-    assert kernels.ntk is not None
-    return ntk_shifts(layers, slopes, kernels.ntk, gram, widths, duplicates=duplicate_pairs(X))
+    slopes = network_slopes(X, activations, tau0=tau0, nodes=nodes, kernels=kernels.ck)
+    return ntk_shifts(layers, slopes, kernels.ntk, X.T @ X, widths, duplicates=duplicate_pairs(X))
