@@ -159,10 +159,10 @@ def test_non_gaussian_weights_add_their_kurtosis_terms_to_the_per_pair_mean(tmp_
     assert len(rows) == 8 and set(rows["weights"]) == {"rademacher+ternary-eps0.9", "student_t-dof4"}
 
 
-def test_the_ntk_gets_its_per_pair_mean_for_gaussian_weights(tmp_path):
-    """The theory stores the last layer's E NTK − NTK∞ per width, as rmtbench.theory.finite_width_ntk computes it
-    directly; Gaussian cells compare against it (rows ntk_empirical_per_pair, ntk_ones_excess_per_pair), cells of
-    other laws only as if their weights were Gaussian (the kurtosis is not in the NTK's term); a network with a
+def test_the_ntk_gets_its_per_pair_mean_with_the_kurtosis_terms(tmp_path):
+    """The theory stores the last layer's E NTK − NTK∞ per width and, shared by the non-Gaussian laws, its responses
+    per unit kurtosis; each cell's prediction is what rmtbench.theory.finite_width_ntk computes directly for its
+    width and law (Rademacher: κ = −2), with the as-if-Gaussian rows beside it for other laws; a network with a
     jump (sign) has no NTK and no NTK rows."""
     from rmtbench.experiments.common import cell_data
     from rmtbench.theory import deep
@@ -174,20 +174,21 @@ def test_the_ntk_gets_its_per_pair_mean_for_gaussian_weights(tmp_path):
     data = cell_data(plan.cells[0], RunContext(data_dir=tmp_path))
     tau0 = deep.data_statistics(data).tau
     where = {"dataset": "g", "n": 32, "activations": "relu+erf"}
-    predicted = gathered["ntk_ones_predicted_per_pair"].sel(**where, weights="gaussian")
+    predicted = gathered["ntk_ones_predicted_per_pair"].sel(**where)
     for ratio in (1.0, 2.0):
-        shift = finite_width_ntk_shifts(data.X, ["relu", "erf"], [32 * ratio] * 2, tau0=tau0)[-1]
-        assert abs(shift.sum() / 32) > 1e-3  # the check has teeth
-        np.testing.assert_allclose(float(predicted.sel(d_over_n=ratio)), shift.sum() / 32, rtol=1e-5)
-    assert np.isnan(gathered["ntk_ones_predicted_per_pair"].sel(**where, weights="rademacher")).all()
+        for law, kappa in (("gaussian", 0.0), ("rademacher", -2.0)):
+            shift = finite_width_ntk_shifts(data.X, ["relu", "erf"], [32 * ratio] * 2, tau0=tau0, kurtosis=kappa)[-1]
+            np.testing.assert_allclose(float(predicted.sel(d_over_n=ratio, weights=law)), shift.sum() / 32, rtol=1e-5)
+        assert abs(predicted.sel(d_over_n=ratio, weights="gaussian")) > 1e-3  # the checks have teeth
+        assert abs(predicted.sel(d_over_n=ratio, weights="rademacher") - predicted.sel(d_over_n=ratio, weights="gaussian")) > 1e-3
     np.testing.assert_allclose(gathered["ntk_ones_predicted_per_pair_gaussian_law"].sel(**where, weights="rademacher"),
-                               predicted, rtol=1e-12)
+                               predicted.sel(weights="gaussian"), rtol=1e-12)
     table = plan.kind.compare(gathered)
     ntk_rows = table[table.quantity.str.startswith("ntk_")]  # the equivalents per layer, the rest at the last
     assert set(ntk_rows["activations"]) == {"relu+erf"}
     counts = ntk_rows.groupby("quantity").size().to_dict()
     assert counts == {"ntk_equivalent": 8, "ntk_equivalent_model": 8, "ntk_empirical": 4, "ntk_ones_excess": 4,
-                      "ntk_empirical_per_pair": 2, "ntk_ones_excess_per_pair": 2,
+                      "ntk_empirical_per_pair": 4, "ntk_ones_excess_per_pair": 4,
                       "ntk_empirical_per_pair_gaussian_law": 2, "ntk_ones_excess_per_pair_gaussian_law": 2}
     z = ntk_rows.loc[ntk_rows.quantity == "ntk_ones_excess_per_pair", "z_score"]
     assert z.notnull().all()  # four draws: the shared z rule gives z

@@ -121,6 +121,7 @@ class PerPairMoments(NamedTuple):
     variances: np.ndarray  # Var K_ℓ,ij, (ratio, layer, n, n)
     kurtosis_responses: np.ndarray | None  # U_{k→ℓ} per unit κ_1, then κ_k/d_{k−1}: (k, ℓ, n, n), any width; 0 for ℓ < k
     ntk_shifts: np.ndarray | None  # E NTK_L − NTK∞_L for Gaussian weights (rmtbench.theory.finite_width_ntk), (ratio, n, n)
+    ntk_kurtosis_responses: np.ndarray | None  # V_{k→L} per unit of the same weights as U: (k, n, n), any width
     excluded: int  # nearly collinear pairs left out
     why: str  # '' when none is
 
@@ -130,7 +131,7 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
                      ntks: list[np.ndarray] | None = None) -> PerPairMoments:
     """S_ℓ and Var K_ℓ of :mod:`rmtbench.theory.finite_width` for every width ratio, with ``kurtosis`` the
     responses of the mean to each layer's weight kurtosis, and with ``ntks`` (NTK∞ of every layer) the last
-    layer's NTK shift of :mod:`rmtbench.theory.finite_width_ntk`.
+    layer's NTK shift of :mod:`rmtbench.theory.finite_width_ntk` (and with ``kurtosis`` its responses).
 
     The layers' sensitivities depend on the infinite-width kernels only: computed once, propagated per ratio.
     Entries of nearly collinear pairs (not duplicates) are NaN after layer 1, as :mod:`rmtbench.theory.finite_width`
@@ -139,7 +140,7 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
     from rmtbench.theory.finite_width import (
         collinear_pairs, duplicate_pairs, kurtosis_responses, kurtosis_terms, network_sensitivities, propagate_moments,
     )
-    from rmtbench.theory.finite_width_ntk import network_slopes, ntk_states
+    from rmtbench.theory.finite_width_ntk import network_slopes, ntk_kurtosis_responses, ntk_states
 
     depth, duplicates = len(activations), duplicate_pairs(X)
     n, nodes = X.shape[1], int(cell["kernel_nodes"])
@@ -148,25 +149,31 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
         m = propagate_moments(layers, layer_widths(cell, depth, d_over_n=ratio)[: len(layers)], duplicates=duplicates)
         return np.array(m.shifts, dtype=np.float32), np.array(m.variances, dtype=np.float32)
 
-    def responses(layers: list[Any]) -> np.ndarray | None:  # the widths only weight them: computed once
-        if not kurtosis:
+    def chains(layers: list[Any]) -> list[list[np.ndarray]] | None:  # U_{k→ℓ}; the widths only weight them
+        return kurtosis_responses(layers, kurtosis_terms(layers, X), duplicates=duplicates) if kurtosis else None
+
+    def responses(layers: list[Any], chain: list[list[np.ndarray]] | None) -> np.ndarray | None:
+        if chain is None:
             return None
         out = np.full((depth, depth, n, n), np.nan, dtype=np.float32)  # layers not computed stay NaN
         out[: len(layers), : len(layers)] = 0.0
-        for k, chain in enumerate(kurtosis_responses(layers, kurtosis_terms(layers, X), duplicates=duplicates)):
-            out[k, k : len(layers)] = chain
+        for k, U in enumerate(chain):
+            out[k, k : len(layers)] = U
         return out
 
-    def ntk(layers: list[Any]) -> np.ndarray | None:  # the derivative kernels' sensitivities, once for every ratio
+    def ntk(layers: list[Any], chain: list[list[np.ndarray]] | None) -> tuple[np.ndarray | None, np.ndarray | None]:
         if ntks is None:
-            return None
-        slopes = network_slopes(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
+            return None, None
+        slopes = network_slopes(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)  # once for every ratio
         out = np.empty((len(ratios), n, n), dtype=np.float32)
         for i, r in enumerate(ratios):
             for state in ntk_states(layers, slopes, ntks, X.T @ X, layer_widths(cell, depth, d_over_n=r)[: depth - 1],
                                     duplicates=duplicates):
                 out[i] = state.shift  # the last layer's is kept
-        return out
+        if chain is None:
+            return out, None
+        V = ntk_kurtosis_responses(layers, slopes, ntks, X.T @ X, X, chain, duplicates=duplicates)
+        return out, np.array([v[-1] for v in V], dtype=np.float32)
 
     in_data = int(np.triu(collinear_pairs(X.T @ X) & ~duplicates, 1).sum())
     if in_data:  # their entries would be NaN from layer 2 on: skip the work
@@ -175,15 +182,17 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
         first = network_sensitivities(X, activations[:1], tau0=tau0, nodes=nodes, kernels=kernels[:1])
         for i, r in enumerate(ratios):
             shifts[i, :1], variances[i, :1] = moments(first, r)
-        # one layer: the NTK's mean is exact (shift 0) for every pair; deeper, it needs the expansion
+        # one layer of Gaussian weights: the NTK's mean is exact (shift 0) for every pair; otherwise it needs stencils
         ntk_first = None if ntks is None else np.full((len(ratios), n, n), 0.0 if depth == 1 else np.nan, dtype=np.float32)
-        return PerPairMoments(shifts, variances, responses(first), ntk_first, in_data, (
+        ntk_kurtosis = None if ntks is None or not kurtosis else np.full((depth, n, n), np.nan, dtype=np.float32)
+        return PerPairMoments(shifts, variances, responses(first, chains(first)), ntk_first, ntk_kurtosis, in_data, (
             f"{in_data} pairs of samples of the data are nearly collinear (1 - |rho| < 0.01, not duplicates): the "
             "first-order expansion does not hold for them, so the per-pair terms are computed at layer 1 only"))
     layers = network_sensitivities(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
     shifts, variances = (np.stack(a) for a in zip(*(moments(layers, r) for r in ratios)))
     later = int(np.triu(np.isnan(variances).any(axis=(0, 1)), 1).sum())
-    return PerPairMoments(shifts, variances, responses(layers), ntk(layers), later, (
+    chain = chains(layers)
+    return PerPairMoments(shifts, variances, responses(layers, chain), *ntk(layers, chain), later, (
         f"{later} pairs of samples become nearly collinear (1 - |rho| < 0.01) at some layer: outside the expansion, "
         "their entries are NaN, and the per-pair rows of the layers after it with them" if later else ""))
 
@@ -390,6 +399,12 @@ class DeepConjugateKernel(Experiment):
                     {"long_name": "first-order finite-width mean E NTK_L - NTK_inf,L of the network's NTK (last layer, "
                                   "read-out included), entry by entry, for Gaussian weights",
                      "source": "rmtbench.theory.finite_width_ntk (float32)", **reason})
+            if terms.ntk_kurtosis_responses is not None:
+                per_pair["ntk_kurtosis_response_per_pair"] = (
+                    ("source_layer", "row", "col"), terms.ntk_kurtosis_responses,
+                    {"long_name": "first-order change of E NTK_L per unit kappa_1 for source_layer 0, per unit "
+                                  "kappa_k / d_(k-1) for source_layer k - 1 (any width)",
+                     "source": "rmtbench.theory.finite_width_ntk.ntk_kurtosis_responses (float32)", **reason})
             per_pair["per_pair_collinear_pairs"] = ((), terms.excluded,
                                                     {"long_name": "nearly collinear pairs of samples (the reason is the "
                                                                   "not_computed attribute of ck_shift_per_pair)"})
@@ -466,7 +481,6 @@ QUANTITIES = [
     ("ck_variance_per_pair", "ck_error_variance", "ck_variance_floor"),
     ("ntk_empirical", "ntk_error_empirical", "ntk_mc_floor"),
     ("ntk_empirical_per_pair", "ntk_error_empirical_per_pair", "ntk_mc_floor"),
-    # non-Gaussian weights: the NTK's per-pair mean has no kurtosis term; shown, named for what it assumes
     ("ntk_empirical_per_pair_gaussian_law", "ntk_error_empirical_per_pair_gaussian_law", "ntk_mc_floor"),
 ]
 
@@ -551,7 +565,9 @@ def cell_summary(sim: Any, theory: Any) -> Any:
         ones_pred.append(r * (n - 1))
         if has_pair:
             gaussian = np.asarray(theory["ck_shift_per_pair"].sel(layer=layer).values, dtype=float)
-            added = kurtosis_shift(kappas, sim["width"].values, theory, layer) if non_gaussian else 0.0
+            responses = (theory["ck_kurtosis_response_per_pair"].sel(layer=layer)
+                         if "ck_kurtosis_response_per_pair" in theory else None)
+            added = kurtosis_shift(kappas, sim["width"].values, responses, layer) if non_gaussian else 0.0
             predictions = [(gaussian + added, pair_error, pair_ones)]
             if non_gaussian:
                 predictions.append((gaussian, gaussian_error, gaussian_ones))
@@ -567,7 +583,7 @@ def cell_summary(sim: Any, theory: Any) -> Any:
             variance_error.append(spectral_norm(measured - predicted) / scale if complete else np.nan)
             variance_floor.append(float(sim["ck_variance_floor_norm"].sel(layer=layer)) / scale)
             fluctuation.append(predicted.sum() / n if complete else np.nan)
-    ntk = ntk_summary(sim, theory, n, suffix="_gaussian_law" if non_gaussian else "")
+    ntk = ntk_summary(sim, theory, n, kappas=kappas)
     return summary.assign(
         ck_error_empirical=(("layer",), np.array(raw)),
         ck_error_empirical_corrected=(("layer",), np.array(corrected)),
@@ -586,13 +602,13 @@ def cell_summary(sim: Any, theory: Any) -> Any:
     )
 
 
-def ntk_summary(sim: Any, theory: Any, n: int, *, suffix: str = "") -> dict[str, Any]:
+def ntk_summary(sim: Any, theory: Any, n: int, *, kappas: np.ndarray) -> dict[str, Any]:
     """The last layer's NTK in :func:`cell_summary`: ``ntk_error_empirical`` (against NTK∞) and ``ntk_mc_floor``
     (NaN without an NTK), and where both sides have it ``ntk_ones_excess`` = 1ᵀ(NTK_emp,seed − NTK∞)1/n per seed
     against ``ntk_ones_predicted`` = 0 (infinite width); with the theory's per-pair shift,
-    ``ntk_error_empirical_per_pair`` against NTK∞ + shift and ``ntk_ones_predicted_per_pair`` = 1ᵀshift1/n.
-    ``suffix`` ``"_gaussian_law"`` names the per-pair variables of non-Gaussian weights, which that shift
-    (Gaussian weights) does not cover.
+    ``ntk_error_empirical_per_pair`` against NTK∞ + shift and ``ntk_ones_predicted_per_pair`` = 1ᵀshift1/n, the
+    shift including the kurtosis terms of the layers' laws ``kappas``; for non-Gaussian laws ``*_gaussian_law``
+    is the same without them.
     """
     from rmtbench.theory.deep import relative_error, spectral_norm
 
@@ -606,25 +622,31 @@ def ntk_summary(sim: Any, theory: Any, n: int, *, suffix: str = "") -> dict[str,
            "ntk_mc_floor": ((), float(sim["ntk_floor_norm"]) / norm),
            "ntk_ones_excess": (("seed",), np.asarray(sim["ntk_ones"].values, dtype=float) - exact.sum() / n),
            "ntk_ones_predicted": ((), 0.0)}
-    if "ntk_shift_per_pair" in theory:
-        shift = np.asarray(theory["ntk_shift_per_pair"].values, dtype=float)
+    if "ntk_shift_per_pair" not in theory:
+        return out
+    gaussian = np.asarray(theory["ntk_shift_per_pair"].values, dtype=float)
+    predictions = [("", gaussian)]
+    if kappas.any():
+        added = kurtosis_shift(kappas, sim["width"].values, theory.get("ntk_kurtosis_response_per_pair"), int(last))
+        predictions = [("", gaussian + added), ("_gaussian_law", gaussian)]
+    for suffix, shift in predictions:
         complete = bool(np.isfinite(shift).all())  # nearly collinear pairs are NaN: no per-pair rows then
         out[f"ntk_error_empirical_per_pair{suffix}"] = ((), relative_error(emp, exact + shift) if complete else np.nan)
         out[f"ntk_ones_predicted_per_pair{suffix}"] = ((), shift.sum() / n if complete else np.nan)
     return out
 
 
-def kurtosis_shift(kappas: np.ndarray, widths: np.ndarray, theory: Any, layer: int) -> np.ndarray | float:
-    """Σ_k κ_k U_{k→ℓ}: what the weights' excess kurtosis ``kappas`` (one per layer) adds to the first-order mean
-    of layer ``layer`` (counted from 1), at the cell's ``widths``.
+def kurtosis_shift(kappas: np.ndarray, widths: np.ndarray, responses: Any, layer: int) -> np.ndarray | float:
+    """Σ_k κ_k U_{k→ℓ}: what the weights' excess kurtosis ``kappas`` (one per layer) adds to a first-order mean of
+    layer ``layer`` (counted from 1), at the cell's ``widths``; ``responses`` (source_layer, row, col) are the
+    theory's responses of that mean (the CK's at that layer, or the NTK's).
 
     NaN (no per-pair prediction) where a law has no fourth moment or the theory has no responses.
     """
     from rmtbench.theory.finite_width import kurtosis_weights
 
-    if not np.isfinite(kappas).all() or "ck_kurtosis_response_per_pair" not in theory:
+    if responses is None or not np.isfinite(kappas).all():
         return np.nan
-    responses = theory["ck_kurtosis_response_per_pair"].sel(layer=layer)
     return sum(weight * np.asarray(responses.isel(source_layer=k).values, dtype=float)
                for k, weight in enumerate(kurtosis_weights(kappas, widths)) if weight and k < layer)
 

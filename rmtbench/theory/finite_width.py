@@ -75,7 +75,8 @@ __all__ = [
     "COLLINEAR_MARGIN", "STEP", "FiniteWidthMoments", "KernelState", "LayerSensitivities", "collinear_pairs", "copy_diagonal",
     "duplicate_pairs",
     "finite_width_moments", "finite_width_shifts", "kurtosis_responses", "kurtosis_terms", "kurtosis_weights",
-    "layer_sensitivities", "layer_states", "map_derivatives", "network_sensitivities", "propagate", "propagate_moments",
+    "layer_sensitivities", "layer_states", "linear_change", "map_derivatives", "network_sensitivities", "propagate",
+    "propagate_moments",
 ]
 
 Array = NDArray[np.float64]
@@ -291,7 +292,7 @@ def layer_states(layers: Sequence[LayerSensitivities], widths: Sequence[float], 
             curvature = (0.5 * (s.faa * v_aa[:, None] + fbb * v_aa[None, :] + s.fcc * v_cc)
                          + s.fab * v_ab + s.fac * v_ac + fbc * v_ac.T)
             np.fill_diagonal(curvature, 0.5 * s.h2 * v_aa)
-            new = _linear(s, S) + curvature
+            new = linear_change(s, S) + curvature
         copy_diagonal(new, duplicates)
         S = new
         if ell >= len(widths):
@@ -319,25 +320,28 @@ def _layer_moments(layers: Sequence[LayerSensitivities], widths: Sequence[float]
         yield state.shift, variance
 
 
-def _linear(s: LayerSensitivities, S: Array) -> Array:
-    """DF[S]: the first-order change of a layer's kernel map for a change S of its input kernel."""
+def linear_change(s: LayerSensitivities, S: Array) -> Array:
+    """DF[S]: the first-order change of a layer's kernel map for a change S of its input kernel (``s`` may be any
+    map's derivatives with the fields ``fa``, ``fc``, ``h1``)."""
     diag = np.diagonal(S)
     out = s.fa * diag[:, None] + s.fa.T * diag[None, :] + s.fc * S
     np.fill_diagonal(out, s.h1 * diag)
     return out
 
 
-def kurtosis_terms(layers: Sequence[LayerSensitivities], X: Array) -> list[Array]:
+def kurtosis_terms(layers: Sequence[LayerSensitivities], X: Array, *, maps: Sequence[object] | None = None) -> list[Array]:
     """A_ℓ, ℓ = 1..L: the first-order change of E[K_ℓ | K_{ℓ−1}] per unit κ_1 at the first layer, and per unit
     κ_ℓ/d_{ℓ−1} after it (the width only scales those terms: :func:`kurtosis_weights`).
 
     The first layer's T^(a,b) come from the data ``X`` (``p × n``, Σ_0 = X); layer ℓ's are the fourth moments
-    of layer ℓ − 1 (module docstring). Nearly collinear pairs are NaN, like the derivatives.
+    of layer ℓ − 1 (module docstring). Nearly collinear pairs are NaN, like the derivatives. ``maps``: the same
+    change for another Gaussian map of each layer's input (its second derivatives ``faa``, ``fac``, ``fcc``, ``h2``;
+    e.g. the derivative kernel's, :mod:`rmtbench.theory.finite_width_ntk`) instead of the CK's.
     """
     X = np.asarray(X, dtype=float)
     squares = X * X
     terms = []
-    for ell, s in enumerate(layers):
+    for ell, s in enumerate(layers if maps is None else maps):
         if ell == 0:
             t4, t31, t22 = (squares * squares).sum(axis=0), (squares * X).T @ X, squares.T @ squares
         else:
@@ -379,7 +383,7 @@ def kurtosis_responses(layers: Sequence[LayerSensitivities], terms: Sequence[Arr
         copy_diagonal(U, duplicates)
         chain = [U]
         for s in layers[k + 1:]:
-            U = _linear(s, U)
+            U = linear_change(s, U)
             copy_diagonal(U, duplicates)
             chain.append(U)
         out.append(chain)
@@ -485,15 +489,21 @@ def finite_width_moments(X: Array, activations: Sequence[object], widths: Sequen
     return replace(moments, shifts=_add_kurtosis(moments.shifts, layers, X, widths, kurtosis, duplicates))
 
 
-def _add_kurtosis(shifts: list[Array], layers: Sequence[LayerSensitivities], X: Array, widths: Sequence[float],
-                  kurtosis: float | Sequence[float], duplicates: NDArray[np.bool_]) -> list[Array]:
-    """``shifts`` plus Σ_k κ_k U_{k→ℓ} (module docstring); unchanged for Gaussian weights (all κ = 0)."""
-    depth = len(layers)
+def layer_values(kurtosis: float | Sequence[float], depth: int) -> list[float]:
+    """The excess kurtosis of every layer from one value or one per layer; ValueError if the count is wrong or a
+    value is not finite."""
     values = [float(kurtosis)] * depth if np.ndim(kurtosis) == 0 else [float(k) for k in kurtosis]  # type: ignore[union-attr]
     if len(values) != depth:
         raise ValueError(f"kurtosis: one value, or one per layer ({depth}); got {len(values)}")
     if not np.isfinite(values).all():
         raise ValueError(f"kurtosis must be finite (a law without a fourth moment has no first-order term); got {values}")
+    return values
+
+
+def _add_kurtosis(shifts: list[Array], layers: Sequence[LayerSensitivities], X: Array, widths: Sequence[float],
+                  kurtosis: float | Sequence[float], duplicates: NDArray[np.bool_]) -> list[Array]:
+    """``shifts`` plus Σ_k κ_k U_{k→ℓ} (module docstring); unchanged for Gaussian weights (all κ = 0)."""
+    values = layer_values(kurtosis, len(layers))
     if not any(values):
         return shifts
     responses = kurtosis_responses(layers, kurtosis_terms(layers, X), duplicates=duplicates)

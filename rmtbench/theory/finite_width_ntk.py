@@ -56,7 +56,7 @@ from rmtbench.theory.finite_width import (
 
 __all__ = [
     "CrossCovariance", "DerivativeSensitivities", "GradientProjection", "NTKState", "derivative_sensitivities",
-    "finite_width_ntk_shifts", "network_slopes", "ntk_shifts", "ntk_states",
+    "finite_width_ntk_shifts", "network_slopes", "ntk_kurtosis_responses", "ntk_shifts", "ntk_states",
 ]
 
 Array = NDArray[np.float64]
@@ -264,6 +264,46 @@ def _projection_step(ck: LayerSensitivities, slope: DerivativeSensitivities, the
     )
 
 
+def ntk_kurtosis_responses(layers: Sequence[LayerSensitivities], slopes: Sequence[DerivativeSensitivities],
+                           ntks: Sequence[Array], gram: Array, X: Array, ck_responses: Sequence[Sequence[Array]], *,
+                           duplicates: NDArray[np.bool_] | None = None) -> list[list[Array]]:
+    """V_{k→ℓ}: the first-order change of E NTK_ℓ per unit of the k-th weight of
+    :func:`rmtbench.theory.finite_width.kurtosis_weights` (κ_1, then κ_k/d_{k−1}), ``out[k][ℓ − k]``; width-free.
+
+    Non-Gaussian W_k (excess kurtosis κ_k) moves E τ_k in two ways (module docstring of
+    :mod:`rmtbench.theory.finite_width` for the first): the Edgeworth term of the derivative kernel,
+    κ_k A'_k ∘ Θ∞_{k−1}, with A'_k built like the CK's from F' and the fourth moments of the layer's input; and,
+    from layer 2 on, E[w_m² g] = E g + (1 + κ/2) E[∂²g]: the diagonal k = k' of the gradient term gains κ_k/2
+    Σ_ab P'_ab E[∂_a∂_b φ'_iφ'_j] with P' = Q_{k−1} Θ∞_{k−2}/d_{k−1}, the diagonal of P_{k−1}. Both are carried to
+    the later layers with the CK's responses ``ck_responses`` (:func:`rmtbench.theory.finite_width.kurtosis_responses`):
+    V_{k→ℓ+1} = U_{k→ℓ+1} + F'_{ℓ+1} ∘ V_{k→ℓ} + Θ∞_ℓ ∘ DF'_{ℓ+1}[U_{k→ℓ}].
+    """
+    from rmtbench.theory.finite_width import kurtosis_terms, linear_change
+
+    thetas = [np.asarray(gram, dtype=float), *(np.asarray(K, dtype=float) for K in ntks)]  # Θ∞_0, ..., Θ∞_L
+    own = kurtosis_terms(layers, X, maps=slopes)
+    out = []
+    for k, chain in enumerate(ck_responses):
+        slope = slopes[k]
+        V = chain[0] + own[k] * thetas[k]  # A'_k ∘ Θ∞_{k−1} (diagonals included)
+        if k > 0:  # the diagonal of the gradient term, P' = Q_{k−1} Θ∞_{k−2} per unit κ_k/d_{k−1}
+            q, theta = slopes[k - 1], thetas[k - 1]
+            gradient = (slope.fa * q.q_square + slope.fa.T * q.q_square.T + slope.fc * q.q_cross) * theta
+            np.fill_diagonal(gradient, slope.h1 * q.q_diag * np.diagonal(theta))
+            V = V + gradient
+        copy_diagonal(V, duplicates)
+        responses = [V]
+        for ell in range(k + 1, len(layers)):
+            slope = slopes[ell]
+            carried = slope.f0 * V
+            np.fill_diagonal(carried, slope.d0 * np.diagonal(V))
+            V = chain[ell - k] + carried + thetas[ell] * linear_change(slope, chain[ell - k - 1])
+            copy_diagonal(V, duplicates)
+            responses.append(V)
+        out.append(responses)
+    return out
+
+
 def network_slopes(X: Array, activations: Sequence[object], *, tau0: float, nodes: int = 48,
                    kernels: Sequence[Array] | None = None) -> list[DerivativeSensitivities]:
     """:class:`DerivativeSensitivities` of every layer at the infinite-width CKs (they do not depend on d).
@@ -284,11 +324,13 @@ def network_slopes(X: Array, activations: Sequence[object], *, tau0: float, node
 
 
 def finite_width_ntk_shifts(X: Array, activations: Sequence[object], widths: Sequence[float], *, tau0: float,
-                            nodes: int = 48, kernels: DeepKernels | None = None) -> list[Array]:
+                            nodes: int = 48, kernels: DeepKernels | None = None,
+                            kurtosis: float | Sequence[float] = 0.0) -> list[Array]:
     """E NTK_ℓ − NTK∞_ℓ for ℓ = 1..L, entry by entry, to first order in 1/d (module docstring).
 
-    Parameters as in :func:`rmtbench.theory.finite_width.finite_width_shifts` (Gaussian weights), except that
-    ``kernels``, if given, is :func:`rmtbench.theory.deep.exact_kernels` with the NTK.
+    Parameters as in :func:`rmtbench.theory.finite_width.finite_width_shifts`, except that ``kernels``, if given,
+    is :func:`rmtbench.theory.deep.exact_kernels` with the NTK. ``kurtosis`` (one κ = E w⁴ − 3, or one per layer)
+    adds Σ_k w_k V_{k→ℓ} of :func:`ntk_kurtosis_responses`.
 
     Examples
     --------
@@ -298,10 +340,20 @@ def finite_width_ntk_shifts(X: Array, activations: Sequence[object], widths: Seq
     (0.0, 0.44)
     """
     from rmtbench.theory.deep import exact_kernels
+    from rmtbench.theory.finite_width import kurtosis_responses, kurtosis_terms, kurtosis_weights, layer_values
 
     X = np.asarray(X, dtype=float)
+    values = layer_values(kurtosis, len(activations))
     if kernels is None or kernels.ntk is None:
         kernels = exact_kernels(X, list(activations), tau0=tau0, ntk=True, nodes=nodes)
     layers = network_sensitivities(X, activations, tau0=tau0, nodes=nodes, kernels=kernels.ck)
     slopes = network_slopes(X, activations, tau0=tau0, nodes=nodes, kernels=kernels.ck)
-    return ntk_shifts(layers, slopes, kernels.ntk, X.T @ X, widths, duplicates=duplicate_pairs(X))
+    gram, duplicates = X.T @ X, duplicate_pairs(X)
+    shifts = ntk_shifts(layers, slopes, kernels.ntk, gram, widths, duplicates=duplicates)
+    if any(values):
+        ck = kurtosis_responses(layers, kurtosis_terms(layers, X), duplicates=duplicates)
+        responses = ntk_kurtosis_responses(layers, slopes, kernels.ntk, gram, X, ck, duplicates=duplicates)
+        for k, (weight, chain) in enumerate(zip(kurtosis_weights(values, widths), responses)):
+            for ell, V in enumerate(chain, start=k):
+                shifts[ell] = shifts[ell] + weight * V
+    return shifts
