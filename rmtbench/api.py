@@ -328,11 +328,11 @@ def deep_conjugate_kernel_variances(activations: Sequence[ActivationSpec], X: Ar
 
 
 def deep_neural_tangent_kernels(activations: Sequence[ActivationSpec], X: ArrayLike, *, widths: Sequence[float] | None = None,
-                                tau0: float | None = None, nodes: int = 48) -> NDArray[np.float64]:
+                                tau0: float | None = None, nodes: int = 48, weights: Any = "gaussian") -> NDArray[np.float64]:
     """Expected NTK of the network truncated after each layer of a deep random MLP, at infinite or finite width.
 
-    The network of :func:`deep_conjugate_kernels` with Gaussian weights and a Gaussian read-out v of the
-    last hidden layer; the NTK sums over all weights, the read-out included (:mod:`rmtbench.deepnet`).
+    The network of :func:`deep_conjugate_kernels` with a Gaussian read-out v of the last hidden layer; the NTK
+    sums over all weights, the read-out included (:mod:`rmtbench.deepnet`).
 
     Parameters
     ----------
@@ -347,6 +347,10 @@ def deep_neural_tangent_kernels(activations: Sequence[ActivationSpec], X: ArrayL
         entries of nearly collinear samples are NaN there.
     tau0, nodes
         As in :func:`deep_conjugate_kernels`.
+    weights
+        Law of the weight entries, or one per layer, as in :func:`deep_conjugate_kernels`: a law of excess
+        kurtosis κ adds its first-order terms (:func:`rmtbench.theory.finite_width_ntk.ntk_kurtosis_responses`;
+        the first layer's also at infinite width).
 
     Returns
     -------
@@ -364,17 +368,20 @@ def deep_neural_tangent_kernels(activations: Sequence[ActivationSpec], X: ArrayL
     from rmtbench.activations import get_activation
     from rmtbench.theory.deep import exact_kernels
     from rmtbench.theory.finite_width_ntk import finite_width_ntk_shifts
+    from rmtbench.weights import layer_kurtosis
 
     A, acts, tau0 = _deep_inputs(X, activations, tau0)
     for spec in acts:
         act = get_activation(spec)
         if act.derivative is None:
             raise ValueError(f"{act.name} has no pointwise derivative (a jump): its NTK is not defined")
+    kurtosis = layer_kurtosis(weights, len(acts))
     kernels = exact_kernels(A, acts, tau0=tau0, ntk=True, nodes=nodes)
     assert kernels.ntk is not None
     ntks = list(kernels.ntk)
-    if widths is not None:
-        shifts = finite_width_ntk_shifts(A, acts, widths, tau0=tau0, nodes=nodes, kernels=kernels)
+    if widths is not None or any(kurtosis):  # infinite widths: only the first layer's kurtosis term is left
+        shifts = finite_width_ntk_shifts(A, acts, [math.inf] * len(acts) if widths is None else widths, tau0=tau0,
+                                         nodes=nodes, kernels=kernels, kurtosis=kurtosis)
         ntks = [K + S for K, S in zip(ntks, shifts)]
     return np.stack(ntks)
 

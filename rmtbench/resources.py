@@ -129,6 +129,7 @@ def estimate(cells: list[Any], *, step: str, block_rows: int = 1024) -> dict[str
             if any(law != "gaussian" for law in str(cell.get("weights", "gaussian")).split("+")):
                 # the responses to each layer's kurtosis, for every width: L(L+1)/2 float64 n-by-n, L² float32 in the store
                 memory += BYTES * depth * (depth + 1) // 2 * n * n + 4 * depth * depth * n * n
+                memory += BYTES * 2 * depth * n * n + 4 * depth * n * n  # the NTK's responses (last layer kept)
             flops += depth * n * n * 300000  # the NTK's mean about doubles it (docs/findings.md)
         seconds = flops / (FLOPS_PER_SECOND * threads)
     return {"threads": threads, "memory": float(memory), "seconds": float(seconds)}

@@ -241,3 +241,9 @@ def test_deep_neural_tangent_kernels_wrap_the_recursion_and_the_finite_width_mea
     for widths in (None, [30, 30]):
         with pytest.raises(ValueError, match="sign has no pointwise derivative"):
             api.deep_neural_tangent_kernels(["relu", "sign"], X, widths=widths)
+    # a weight law adds the module's kurtosis terms: at finite width, and its first layer's at infinite width
+    ternary = api.deep_neural_tangent_kernels(acts, X, widths=[30, 30], weights="ternary-eps0.9")
+    np.testing.assert_allclose(ternary - infinite, np.stack(finite_width_ntk_shifts(X.T, acts, [30, 30], tau0=tau0,
+                                                                                   kurtosis=7.0)), rtol=1e-12, atol=1e-12)
+    first = api.deep_neural_tangent_kernels(acts, X, weights=["ternary-eps0.9", "gaussian"])
+    assert not np.allclose(first[0], infinite[0], rtol=1e-3) and np.isfinite(first).all()

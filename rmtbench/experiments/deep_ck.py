@@ -231,11 +231,12 @@ class DeepConjugateKernel(Experiment):
                                 "description": "Also compute the entry-by-entry first-order finite-width mean E K_l - K_inf,l "
                                                "(with the weight law's kurtosis term for non-Gaussian weights) and variance "
                                                "Var K_l,ij (rmtbench.theory.finite_width), and the last layer's NTK mean "
-                                               "E NTK_L - NTK_inf,L for Gaussian weights (rmtbench.theory.finite_width_ntk; "
-                                               "about 40 n x n float64 arrays at the peak plus 13 per layer for the NTK, and "
-                                               "two n x n float32 matrices per width and layer in the theory store, one more "
-                                               "per width for the NTK, plus L x L serving every width for non-Gaussian "
-                                               "weights). Nearly collinear pairs of samples are left out (NaN)."},
+                                               "E NTK_L - NTK_inf,L, with its kurtosis terms too "
+                                               "(rmtbench.theory.finite_width_ntk; about 40 n x n float64 arrays at the peak "
+                                               "plus 13 per layer for the NTK, and two n x n float32 matrices per width and "
+                                               "layer in the theory store, one more per width for the NTK, plus L x L and L "
+                                               "serving every width for non-Gaussian weights). Nearly collinear pairs of "
+                                               "samples are left out (NaN)."},
         "width_profile": {"type": ["array", "null"], "items": POSITIVE, "minItems": 1, "default": None,
                           "description": "Per-layer width multipliers m_l (one per layer of every network of the block): "
                                          "d_l = round(d_over_n * n * m_l); null: the same width in every layer."},
@@ -887,8 +888,9 @@ def error_figures(ds: Any, outdir: Path) -> list[Path]:
             "the entry-by-entry mean as if the weights were Gaussian (solid adds each layer's weight-kurtosis term); "
             "the Monte-Carlo floor (two halves of the seeds) dotted. Right: the seed-mean empirical NTK of the network "
             "(read-out included) against the exact infinite-width NTK plus its entry-by-entry first-order mean "
-            "(rmtbench.theory.finite_width_ntk, Gaussian weights), solid; for non-Gaussian weights, whose kurtosis it "
-            "does not include, triangles dash-dotted; crosses dashed, the infinite-width NTK alone; dotted, the floor. "
+            "(rmtbench.theory.finite_width_ntk, with the weight-kurtosis terms), solid; for non-Gaussian weights, "
+            "triangles dash-dotted, the same as if the weights were Gaussian; crosses dashed, the infinite-width NTK "
+            "alone; dotted, the floor. "
             "Legends give the fitted rates n^slope."
         )
         paths.append(save_figure(fig, outdir, name, caption))
