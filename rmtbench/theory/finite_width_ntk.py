@@ -37,7 +37,8 @@ Roberts, Yaida & Hanin (2022, ch. 8–9), written here for a fixed data set.
 
 Nearly collinear pairs are NaN and duplicate samples copy the diagonal, as for the CK. The derivative
 kernel must exist (φ' with no Dirac mass, i.e. φ continuous); Θ is the NTK of all weights, the
-read-out included.
+read-out included. Weights of excess kurtosis κ add first-order terms of their own
+(:func:`ntk_kurtosis_responses`), as they do for the CK.
 """
 from __future__ import annotations
 
