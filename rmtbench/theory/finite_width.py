@@ -72,11 +72,10 @@ from numpy.typing import NDArray
 from rmtbench.activations import Activation
 
 __all__ = [
-    "COLLINEAR_MARGIN", "STEP", "FiniteWidthMoments", "KernelState", "LayerSensitivities", "collinear_pairs", "copy_diagonal",
-    "duplicate_pairs",
-    "finite_width_moments", "finite_width_shifts", "kurtosis_responses", "kurtosis_terms", "kurtosis_weights",
-    "layer_sensitivities", "layer_states", "linear_change", "map_derivatives", "network_sensitivities", "propagate",
-    "propagate_moments",
+    "COLLINEAR_MARGIN", "STEP", "FiniteWidthMoments", "KernelState", "LayerSensitivities", "collinear_pairs",
+    "copy_diagonal", "duplicate_pairs", "finite_width_moments", "finite_width_shifts", "kurtosis_responses",
+    "kurtosis_terms", "kurtosis_weights", "layer_sensitivities", "layer_states", "layer_values", "linear_change",
+    "map_derivatives", "network_sensitivities", "propagate", "propagate_moments",
 ]
 
 Array = NDArray[np.float64]
