@@ -6,18 +6,19 @@ random MLP centred by constants is pushed through on Dask and the Gram of every 
 network's NTK are accumulated (:mod:`rmtbench.deepnet`). The theory, computed once per (data,
 activation list), is the exact infinite-width CK and NTK of every layer (Gaussian recursion), their
 Gu+22 linear equivalents, and two finite-width terms: the rank-one term of pitfall P12 and the
-entry-by-entry first-order mean of :mod:`rmtbench.theory.finite_width`, with the entries' variance
-(option ``per_pair_correction``). For non-Gaussian weights the per-pair mean adds each layer's kurtosis
-term, Σ_k κ_k U_{k→ℓ}: the theory (one per data set, activation list and "Gaussian or not") stores the
-responses U per unit kurtosis, and each cell's summary weights them with its own laws' κ. Four
-comparisons come out:
+entry-by-entry first-order mean of :mod:`rmtbench.theory.finite_width`, with the entries' variance, and
+the last layer's NTK mean of :mod:`rmtbench.theory.finite_width_ntk` (option ``per_pair_correction``).
+For non-Gaussian weights the per-pair means add each layer's kurtosis term, Σ_k κ_k U_{k→ℓ}: the theory
+(one per data set, activation list and "Gaussian or not") stores the responses U (and the NTK's) per unit
+kurtosis, and each cell's summary weights them with its own laws' κ. Four comparisons come out:
 
 * linear equivalent against the exact infinite-width kernel (theory against theory: Gu+22's claim),
   with the data-driven ε_i = ‖x_i‖² − τ² (``*_equivalent``) and with Gu+22's V = [J/√p, ψ]
   (``*_equivalent_model``);
 * empirical seed-mean kernels against the exact kernels, raw, with the rank-one term and with the
   per-pair term, next to the Monte-Carlo floor estimated from the two halves of the seeds;
-* the projection 1ᵀ(K_emp − K_∞)1/n against the rank-one term's r_ℓ(n − 1) and the per-pair 1ᵀS_ℓ1/n;
+* the projection 1ᵀ(K_emp − K_∞)1/n against the rank-one term's r_ℓ(n − 1) and the per-pair 1ᵀS_ℓ1/n, and
+  the NTK's against 0 (infinite width) and its per-pair mean;
 * one draw's fluctuation around the mean: the variance of every CK entry over the draws against the
   first-order Var K_ℓ,ij of :mod:`rmtbench.theory.finite_width`, entry by entry (spectral error
   against its Monte-Carlo floor) and in total, Σ_ij Var K_ℓ,ij / n = E‖K_ℓ − E K_ℓ‖²_F / n (z-score
