@@ -198,6 +198,28 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
         "their entries are NaN, and the per-pair rows of the layers after it with them" if later else ""))
 
 
+def _per_pair_variables(terms: PerPairMoments) -> list[tuple[str, tuple[str, ...], np.ndarray | None, str, str]]:
+    """The theory store's per-pair variables: (name, dims, value or None when not computed, long_name, source)."""
+    per_unit = "per unit kappa_1 for source_layer 0, per unit kappa_k / d_(k-1) for source_layer k - 1"
+    return [
+        ("ck_shift_per_pair", ("d_over_n", "layer", "row", "col"), terms.shifts,
+         "first-order finite-width mean E K_l - K_inf,l, entry by entry, for Gaussian weights",
+         "rmtbench.theory.finite_width"),
+        ("ck_variance_per_pair", ("d_over_n", "layer", "row", "col"), terms.variances,
+         "first-order finite-width variance Var K_l,ij, entry by entry (universal in the weight law at this order)",
+         "rmtbench.theory.finite_width"),
+        ("ck_kurtosis_response_per_pair", ("source_layer", "layer", "row", "col"), terms.kurtosis_responses,
+         f"first-order change of E K_l {per_unit} (0 for layer < k; any width)",
+         "rmtbench.theory.finite_width.kurtosis_responses"),
+        ("ntk_shift_per_pair", ("d_over_n", "row", "col"), terms.ntk_shifts,
+         "first-order finite-width mean E NTK_L - NTK_inf,L of the network's NTK (last layer, read-out included), "
+         "entry by entry, for Gaussian weights", "rmtbench.theory.finite_width_ntk"),
+        ("ntk_kurtosis_response_per_pair", ("source_layer", "row", "col"), terms.ntk_kurtosis_responses,
+         f"first-order change of E NTK_L {per_unit} (any width)",
+         "rmtbench.theory.finite_width_ntk.ntk_kurtosis_responses"),
+    ]
+
+
 class DeepConjugateKernel(Experiment):
     """Per-layer CK and the NTK of deep random MLPs against the Gu+22 recursion."""
 
@@ -381,32 +403,9 @@ class DeepConjugateKernel(Experiment):
             terms = per_pair_moments(first, X, acts, ratios, tau0=stats.tau, kernels=kernels.ck,
                                      kurtosis=any(weight_kurtosis(first)), ntks=kernels.ntk)
             reason = {"not_computed": terms.why} if terms.why else {}
-            per_pair["ck_shift_per_pair"] = (
-                ("d_over_n", "layer", "row", "col"), terms.shifts,
-                {"long_name": "first-order finite-width mean E K_l - K_inf,l, entry by entry, for Gaussian weights",
-                 "source": "rmtbench.theory.finite_width (float32)", **reason})
-            per_pair["ck_variance_per_pair"] = (
-                ("d_over_n", "layer", "row", "col"), terms.variances,
-                {"long_name": "first-order finite-width variance Var K_l,ij, entry by entry (universal in the weight law "
-                              "at this order)", "source": "rmtbench.theory.finite_width (float32)", **reason})
-            if terms.kurtosis_responses is not None:
-                per_pair["ck_kurtosis_response_per_pair"] = (
-                    ("source_layer", "layer", "row", "col"), terms.kurtosis_responses,
-                    {"long_name": "first-order change of E K_l per unit kappa_1 for source_layer 0, per unit "
-                                  "kappa_k / d_(k-1) for source_layer k - 1 (0 for layer < k; any width)",
-                     "source": "rmtbench.theory.finite_width.kurtosis_responses (float32)", **reason})
-            if terms.ntk_shifts is not None:
-                per_pair["ntk_shift_per_pair"] = (
-                    ("d_over_n", "row", "col"), terms.ntk_shifts,
-                    {"long_name": "first-order finite-width mean E NTK_L - NTK_inf,L of the network's NTK (last layer, "
-                                  "read-out included), entry by entry, for Gaussian weights",
-                     "source": "rmtbench.theory.finite_width_ntk (float32)", **reason})
-            if terms.ntk_kurtosis_responses is not None:
-                per_pair["ntk_kurtosis_response_per_pair"] = (
-                    ("source_layer", "row", "col"), terms.ntk_kurtosis_responses,
-                    {"long_name": "first-order change of E NTK_L per unit kappa_1 for source_layer 0, per unit "
-                                  "kappa_k / d_(k-1) for source_layer k - 1 (any width)",
-                     "source": "rmtbench.theory.finite_width_ntk.ntk_kurtosis_responses (float32)", **reason})
+            for name, dims, value, long_name, source in _per_pair_variables(terms):
+                if value is not None:
+                    per_pair[name] = (dims, value, {"long_name": long_name, "source": f"{source} (float32)", **reason})
             per_pair["per_pair_collinear_pairs"] = ((), terms.excluded,
                                                     {"long_name": "nearly collinear pairs of samples (the reason is the "
                                                                   "not_computed attribute of ck_shift_per_pair)"})

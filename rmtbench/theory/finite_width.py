@@ -74,7 +74,7 @@ from rmtbench.activations import Activation
 __all__ = [
     "COLLINEAR_MARGIN", "STEP", "FiniteWidthMoments", "KernelState", "LayerSensitivities", "collinear_pairs",
     "copy_diagonal", "duplicate_pairs", "finite_width_moments", "finite_width_shifts", "kurtosis_responses",
-    "kurtosis_terms", "kurtosis_weights", "layer_sensitivities", "layer_states", "layer_values", "linear_change",
+    "kurtosis_terms", "kurtosis_weights", "layer_inputs", "layer_sensitivities", "layer_states", "layer_values", "linear_change",
     "map_derivatives", "network_sensitivities", "propagate", "propagate_moments",
 ]
 
@@ -403,11 +403,11 @@ def copy_diagonal(M: Array, duplicates: NDArray[np.bool_] | None) -> None:
         M[duplicates] = np.diagonal(M)[np.nonzero(duplicates)[0]]  # row i of each pair (i, j)
 
 
-def network_sensitivities(X: Array, activations: Sequence[object], *, tau0: float, nodes: int = 48,
-                          kernels: Sequence[Array] | None = None) -> list[LayerSensitivities]:
-    """:class:`LayerSensitivities` of every layer, at the infinite-width kernels (they do not depend on d).
+def layer_inputs(X: Array, activations: Sequence[object], *, tau0: float, nodes: int = 48,
+                 kernels: Sequence[Array] | None = None) -> list[tuple[Activation, Array]]:
+    """Each layer's centred activation φ̄_ℓ and the infinite-width kernel it sees: XᵀX, then K∞_1, ..., K∞_{L−1}.
 
-    Parameters as in :func:`finite_width_shifts`; feed the result to :func:`propagate` once per set of widths.
+    Parameters as in :func:`finite_width_shifts`.
     """
     from rmtbench.activations import get_activation
     from rmtbench.theory.deep import centred_activation, exact_ck, layer_coefficients
@@ -417,8 +417,17 @@ def network_sensitivities(X: Array, activations: Sequence[object], *, tau0: floa
     if kernels is None:
         kernels = exact_ck(X, list(activations), tau0=tau0, nodes=nodes)
     inputs = [X.T @ X, *kernels[: len(coefficients) - 1]]
-    return [layer_sensitivities(centred_activation(get_activation(spec), c.shift), K, nodes=nodes)
-            for spec, c, K in zip(activations, coefficients, inputs)]
+    return [(centred_activation(get_activation(spec), c.shift), K) for spec, c, K in zip(activations, coefficients, inputs)]
+
+
+def network_sensitivities(X: Array, activations: Sequence[object], *, tau0: float, nodes: int = 48,
+                          kernels: Sequence[Array] | None = None) -> list[LayerSensitivities]:
+    """:class:`LayerSensitivities` of every layer, at the infinite-width kernels (they do not depend on d).
+
+    Parameters as in :func:`finite_width_shifts`; feed the result to :func:`propagate` once per set of widths.
+    """
+    return [layer_sensitivities(act, K, nodes=nodes)
+            for act, K in layer_inputs(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)]
 
 
 def finite_width_shifts(X: Array, activations: Sequence[object], widths: Sequence[float], *, tau0: float,

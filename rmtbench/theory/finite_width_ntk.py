@@ -51,8 +51,8 @@ from numpy.typing import NDArray
 from rmtbench.activations import Activation
 from rmtbench.theory.deep import DeepKernels
 from rmtbench.theory.finite_width import (
-    KernelState, LayerSensitivities, copy_diagonal, duplicate_pairs, layer_states, map_derivatives,
-    network_sensitivities,
+    KernelState, LayerSensitivities, copy_diagonal, duplicate_pairs, layer_inputs, layer_sensitivities, layer_states,
+    map_derivatives,
 )
 
 __all__ = [
@@ -312,16 +312,8 @@ def network_slopes(X: Array, activations: Sequence[object], *, tau0: float, node
     Parameters as in :func:`rmtbench.theory.finite_width.network_sensitivities`; feed the result, with that
     function's, to :func:`ntk_states`.
     """
-    from rmtbench.activations import get_activation
-    from rmtbench.theory.deep import centred_activation, exact_ck, layer_coefficients
-
-    X = np.asarray(X, dtype=float)
-    coefficients = layer_coefficients(list(activations), tau0=tau0)
-    if kernels is None:
-        kernels = exact_ck(X, list(activations), tau0=tau0, nodes=nodes)
-    inputs = [X.T @ X, *kernels[: len(coefficients) - 1]]
-    return [derivative_sensitivities(centred_activation(get_activation(spec), c.shift), K, nodes=nodes)
-            for spec, c, K in zip(activations, coefficients, inputs)]
+    return [derivative_sensitivities(act, K, nodes=nodes)
+            for act, K in layer_inputs(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)]
 
 
 def finite_width_ntk_shifts(X: Array, activations: Sequence[object], widths: Sequence[float], *, tau0: float,
@@ -347,8 +339,9 @@ def finite_width_ntk_shifts(X: Array, activations: Sequence[object], widths: Seq
     values = layer_values(kurtosis, len(activations))
     if kernels is None or kernels.ntk is None:
         kernels = exact_kernels(X, list(activations), tau0=tau0, ntk=True, nodes=nodes)
-    layers = network_sensitivities(X, activations, tau0=tau0, nodes=nodes, kernels=kernels.ck)
-    slopes = network_slopes(X, activations, tau0=tau0, nodes=nodes, kernels=kernels.ck)
+    inputs = layer_inputs(X, activations, tau0=tau0, nodes=nodes, kernels=kernels.ck)
+    layers = [layer_sensitivities(act, K, nodes=nodes) for act, K in inputs]
+    slopes = [derivative_sensitivities(act, K, nodes=nodes) for act, K in inputs]
     gram, duplicates = X.T @ X, duplicate_pairs(X)
     shifts = ntk_shifts(layers, slopes, kernels.ntk, gram, widths, duplicates=duplicates)
     if any(values):
