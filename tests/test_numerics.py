@@ -182,3 +182,20 @@ def test_closed_form_kernels_stay_finite_for_large_variances(name, which):
         with np.errstate(under="ignore"):
             expected = 0.5 * (np.exp(-variances / 2) - np.exp(-1.5 * variances))
         np.testing.assert_allclose(np.diag(values), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n", [40, 300])  # the dense path and the Lanczos path
+def test_the_spectral_norm_is_the_largest_absolute_eigenvalue_on_both_paths(n):
+    from rmtbench.theory.norms import DENSE_MAX_ROWS, relative_error, spectral_norm
+
+    rng = np.random.default_rng(n)
+    X = rng.standard_normal((n, n))
+    A = (X + X.T) / 2 - 0.5 * np.ones((n, n))  # an outlier at -n/2, beyond the bulk's edge at about sqrt(2n)
+    eigenvalues = np.linalg.eigvalsh(A)
+    expected = max(-eigenvalues[0], eigenvalues[-1])
+    assert (n > DENSE_MAX_ROWS) == (n == 300)
+    assert -eigenvalues[0] > eigenvalues[-1]  # the norm comes from the negative end: |λ|, not λ_max
+    assert spectral_norm(A) == pytest.approx(expected, rel=1e-10)
+    assert spectral_norm(A + np.triu(np.ones((n, n)), 1) - np.tril(np.ones((n, n)), -1)) == pytest.approx(expected, rel=1e-10)
+    assert spectral_norm(np.zeros((n, n))) == 0.0
+    assert relative_error(A + 0.01 * np.eye(n), A) == pytest.approx(0.01 / expected, rel=1e-8)

@@ -33,6 +33,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from rmtbench.activations import Activation, alpha_coefficients, gaussian_moments, get_activation
+from rmtbench.theory.norms import spectral_norm
 
 __all__ = [
     "CKCoefficients",
@@ -128,37 +129,6 @@ def double_centre(K: ArrayLike) -> Array:
     row = K.mean(axis=1, keepdims=True)
     col = K.mean(axis=0, keepdims=True)
     return K - row - col + K.mean()
-
-
-_DENSE_NORM_MAX_N = 64
-
-
-def spectral_norm(A: ArrayLike) -> float:
-    """Spectral norm of (the symmetric part of) a square matrix.
-
-    Lanczos (ARPACK, a fixed deterministic start vector, relative tolerance 1e-12) above 64 rows,
-    a dense eigensolver below: only the extreme eigenvalue is needed, so large n stays cheap.
-
-    Examples
-    --------
-    >>> spectral_norm(np.diag([1.0, -3.0, 2.0]))
-    3.0
-    """
-    A = np.asarray(A, dtype=float)
-    A = 0.5 * (A + A.T)
-    n = A.shape[0]
-    if not np.any(A):
-        return 0.0
-    if n > _DENSE_NORM_MAX_N:
-        from scipy.sparse.linalg import ArpackError, eigsh
-
-        start = 1.0 + np.sin(np.arange(n) * 0.61803398875)  # deterministic, not orthogonal to anything in particular
-        try:
-            return float(abs(eigsh(A, k=1, which="LM", v0=start, tol=1e-12, return_eigenvectors=False)[0]))
-        except ArpackError:  # no convergence (clustered extreme eigenvalues): dense fallback
-            pass
-    w = np.linalg.eigvalsh(A)
-    return float(max(abs(w[0]), abs(w[-1])))
 
 
 def centred_relative_error(K: ArrayLike, K_approx: ArrayLike) -> float:

@@ -35,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rmtbench.activations import Activation, gaussian_moments, get_activation
+from rmtbench.theory.norms import relative_error, spectral_norm
 
 __all__ = [
     "DEQCoefficients",
@@ -444,44 +445,6 @@ def exact_ntk(X: Array, activations: Sequence[ActivationSpec], *, tau0: float, n
     kernels = exact_kernels(X, activations, tau0=tau0, ntk=True, nodes=nodes)
     assert kernels.ntk is not None
     return kernels.ntk
-
-
-def spectral_norm(A: Array) -> float:
-    """‖A‖ (largest |eigenvalue|) of a symmetric matrix: dense below 400 rows, Lanczos above.
-
-    Lanczos (``scipy.sparse.linalg.eigsh``) starts from a fixed vector, so the value is reproducible;
-    its relative accuracy is about 1e-10, far below any error this package reports.
-
-    Examples
-    --------
-    >>> spectral_norm(np.diag([1.0, -3.0, 2.0]))
-    3.0
-    """
-    from rmtbench.parallel import single_blas_thread
-
-    A = _symmetric(np.asarray(A, dtype=float))
-    n = A.shape[0]
-    # One BLAS thread: these sizes gain nothing from more, and oversubscribed threads cost 20x.
-    with single_blas_thread():
-        if n < 400:
-            from scipy.linalg import eigvalsh
-
-            return float(np.max(np.abs(eigvalsh(A))))
-        from scipy.sparse.linalg import eigsh
-
-        v0 = np.cos(np.arange(n) * 0.7) + 1.5  # deterministic, not orthogonal to 1 nor to typical vectors
-        return float(np.max(np.abs(eigsh(A, k=1, which="LM", v0=v0, tol=1e-10, return_eigenvectors=False))))
-
-
-def relative_error(A: Array, B: Array) -> float:
-    """‖A − B‖ / ‖B‖ in spectral norm, for symmetric A and B.
-
-    Examples
-    --------
-    >>> print(f"{relative_error(np.diag([1.0, 2.1]), np.diag([1.0, 2.0])):.6f}")
-    0.050000
-    """
-    return spectral_norm(np.asarray(A, float) - np.asarray(B, float)) / spectral_norm(B)
 
 
 # ------------------------------------------------------------------------------------------------
