@@ -297,16 +297,19 @@ def deep_conjugate_kernels(activations: Sequence[ActivationSpec], X: ArrayLike, 
 
 
 def deep_conjugate_kernel_variances(activations: Sequence[ActivationSpec], X: ArrayLike, *, widths: Sequence[float],
-                                    tau0: float | None = None, nodes: int = 48) -> NDArray[np.float64]:
+                                    tau0: float | None = None, nodes: int = 48, weights: Any = "gaussian"
+                                    ) -> NDArray[np.float64]:
     """Variance over the weights of every entry of every layer's conjugate kernel, to first order in 1/d.
 
-    The network and the parameters are those of :func:`deep_conjugate_kernels`, with all L widths. The
-    first layer's variance is exact; deeper ones have a relative error c/d, with c depending on the
-    network and the data (measured for three relu layers on two Gaussian mixtures: c from 2.6 to 3.8
-    at layer 2 and 6 to 10 at layer 3; docs/findings.md). Summed over the entries it is
+    The network and the parameters are those of :func:`deep_conjugate_kernels`, with all L widths. For
+    Gaussian weights the first layer's variance is exact; deeper ones have a relative error c/d, with c
+    depending on the network and the data (measured for three relu layers on two Gaussian mixtures: c from
+    2.6 to 3.8 at layer 2 and 6 to 10 at layer 3; docs/findings.md). Summed over the entries it is
     E‖K_l − E K_l‖²_F, one draw's distance from the mean. Entries of nearly collinear samples are NaN.
-    At this order the variance does not depend on the weight law; for a law of excess kurtosis κ the
-    first layer's is exact only up to a relative O(κ Σ_k x_ik⁴/‖x_i‖⁴).
+    ``weights`` (as in :func:`deep_conjugate_kernels`): the first layer's law of excess kurtosis κ_1 moves
+    every layer's variance by a relative O(κ_1 Σ_k x_ik⁴/‖x_i‖⁴), which does not fall with d; its first-order
+    term is added (:func:`rmtbench.theory.finite_width.variance_kurtosis_responses`). The later layers' laws
+    change the variance at O(κ/d²) only.
 
     Returns
     -------
@@ -322,9 +325,11 @@ def deep_conjugate_kernel_variances(activations: Sequence[ActivationSpec], X: Ar
     True
     """
     from rmtbench.theory.finite_width import finite_width_moments
+    from rmtbench.weights import layer_kurtosis
 
     A, acts, tau0 = _deep_inputs(X, activations, tau0)
-    return np.stack(finite_width_moments(A, acts, widths, tau0=tau0, nodes=nodes).variances)
+    kurtosis = layer_kurtosis(weights, len(acts))
+    return np.stack(finite_width_moments(A, acts, widths, tau0=tau0, nodes=nodes, kurtosis=kurtosis).variances)
 
 
 def deep_neural_tangent_kernels(activations: Sequence[ActivationSpec], X: ArrayLike, *, widths: Sequence[float] | None = None,

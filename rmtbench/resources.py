@@ -130,6 +130,10 @@ def estimate(cells: list[Any], *, step: str, block_rows: int = 1024) -> dict[str
                 # the responses to each layer's kurtosis, for every width: L(L+1)/2 float64 n-by-n, L² float32 in the store
                 memory += BYTES * depth * (depth + 1) // 2 * n * n + 4 * depth * depth * n * n
                 memory += BYTES * 2 * depth * n * n + 4 * depth * n * n  # the NTK's responses (last layer kept)
+                # the variance's response to the first law: the later layers' sensitivities at two moved kernels
+                # (17 n-by-n each), three fourth-moment maps' stencils; L float32 n-by-n per width in the store
+                memory += BYTES * (34 * depth + 20) * n * n + 4 * widths * depth * n * n
+                flops += depth * n * n * 150000
             flops += depth * n * n * 300000  # the NTK's mean about doubles it (docs/findings.md)
         seconds = flops / (FLOPS_PER_SECOND * threads)
     return {"threads": threads, "memory": float(memory), "seconds": float(seconds)}

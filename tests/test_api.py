@@ -209,7 +209,8 @@ def test_deep_conjugate_kernels_take_the_weight_law_per_layer():
 
 
 def test_deep_conjugate_kernel_variances_wrap_the_first_order_covariance():
-    """Rows are samples; the same numbers as the column-oriented module; all L widths are needed."""
+    """Rows are samples; the same numbers as the column-oriented module, with the first layer's weight law; all L
+    widths are needed."""
     from rmtbench.theory.finite_width import finite_width_moments
 
     X = np.random.default_rng(4).standard_normal((7, 20)) / np.sqrt(20)
@@ -220,6 +221,13 @@ def test_deep_conjugate_kernel_variances_wrap_the_first_order_covariance():
     assert variances.shape == (2, 7, 7) and (variances > 0).all()
     with pytest.raises(ValueError, match="needs 2 widths"):
         api.deep_conjugate_kernel_variances(acts, X, widths=[30])
+    # the first layer's law moves both layers; the second's does not at this order
+    moved = api.deep_conjugate_kernel_variances(acts, X, widths=[30, 60], weights=["ternary-eps0.9", "gaussian"])
+    np.testing.assert_allclose(moved, np.stack(finite_width_moments(X.T, acts, [30, 60], tau0=tau0, kurtosis=[7.0, 0.0]).variances),
+                               rtol=1e-9)
+    assert (np.abs(moved / variances - 1).max(axis=(1, 2)) > 0.01).all()
+    assert np.array_equal(api.deep_conjugate_kernel_variances(acts, X, widths=[30, 60], weights=["gaussian", "rademacher"]),
+                          variances)
 
 
 def test_deep_neural_tangent_kernels_wrap_the_recursion_and_the_finite_width_mean():

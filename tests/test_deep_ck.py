@@ -127,11 +127,12 @@ def test_collinear_samples_leave_the_per_pair_rows_out_and_say_why(tmp_path):
 
 def test_non_gaussian_weights_add_their_kurtosis_terms_to_the_per_pair_mean(tmp_path):
     """Per-layer laws (Rademacher, then sparse ternary: κ = −2, 7) share one theory store of responses per unit
-    kurtosis; each cell's per-pair mean adds Σ_k κ_k U_{k→ℓ} with its own κ, as the theory module computes it
-    directly. A law without a fourth moment (Student t, 4 degrees of freedom) gets no per-pair prediction."""
+    kurtosis; each cell's per-pair mean adds Σ_k κ_k U_{k→ℓ} and its variance κ_1 R_ℓ with its own κ, as the theory
+    module computes them directly. A law without a fourth moment (Student t, 4 degrees of freedom) gets no per-pair
+    prediction."""
     from rmtbench.experiments.common import cell_data
     from rmtbench.theory import deep
-    from rmtbench.theory.finite_width import finite_width_shifts
+    from rmtbench.theory.finite_width import finite_width_moments, finite_width_shifts
 
     config = _config(activations=[["relu", "erf"]], n=[32], weights=["gaussian", ["rademacher", "ternary-eps0.9"], "student_t-dof4"])
     plan, gathered = _run(config, tmp_path)
@@ -156,6 +157,21 @@ def test_non_gaussian_weights_add_their_kurtosis_terms_to_the_per_pair_mean(tmp_
     np.testing.assert_allclose(as_gaussian.sel(weights="rademacher+ternary-eps0.9"), ones.sel(weights="gaussian"), rtol=1e-12)
     table = plan.kind.compare(gathered)
     rows = table[table.quantity.isin(["ck_empirical_per_pair_gaussian_law", "ck_ones_excess_per_pair_gaussian_law"])]
+    assert len(rows) == 8 and set(rows["weights"]) == {"rademacher+ternary-eps0.9", "student_t-dof4"}
+    # the variance: the first layer's law (κ_1 = −2) moves every layer's, as the module computes it directly
+    variances = [finite_width_moments(data.X, ["relu", "erf"], [32, 32], tau0=tau0, kurtosis=k).variances
+                 for k in (0.0, [-2.0, 7.0])]
+    added = [(laws - gaussian).sum() / 32 for gaussian, laws in zip(*variances)]
+    fluctuation = gathered["ck_fluctuation_predicted"].sel(dataset="g", n=32, d_over_n=1.0, activations="relu+erf")
+    assert all(abs(a) > 0.02 * float(fluctuation.sel(weights="gaussian", layer=layer))
+               for a, layer in zip(added, (1, 2)))  # both layers move by more than 2%: the check below has teeth
+    np.testing.assert_allclose(fluctuation.sel(weights="rademacher+ternary-eps0.9") - fluctuation.sel(weights="gaussian"),
+                               added, rtol=1e-4)
+    assert fluctuation.sel(weights="student_t-dof4").isnull().all()
+    np.testing.assert_allclose(gathered["ck_fluctuation_predicted_gaussian_law"].sel(
+        dataset="g", n=32, d_over_n=1.0, activations="relu+erf", weights="rademacher+ternary-eps0.9"),
+        fluctuation.sel(weights="gaussian"), rtol=1e-12)
+    rows = table[table.quantity.isin(["ck_variance_per_pair_gaussian_law", "ck_fluctuation_per_pair_gaussian_law"])]
     assert len(rows) == 8 and set(rows["weights"]) == {"rademacher+ternary-eps0.9", "student_t-dof4"}
 
 

@@ -8,9 +8,10 @@ activation list), is the exact infinite-width CK and NTK of every layer (Gaussia
 Gu+22 linear equivalents, and two finite-width terms: the rank-one term of pitfall P12 and the
 entry-by-entry first-order mean of :mod:`rmtbench.theory.finite_width`, with the entries' variance, and
 the last layer's NTK mean of :mod:`rmtbench.theory.finite_width_ntk` (option ``per_pair_correction``).
-For non-Gaussian weights the per-pair means add each layer's kurtosis term, Σ_k κ_k U_{k→ℓ}: the theory
-(one per data set, activation list and "Gaussian or not") stores the responses U (and the NTK's) per unit
-kurtosis, and each cell's summary weights them with its own laws' κ. Four comparisons come out:
+For non-Gaussian weights the per-pair means add each layer's kurtosis term, Σ_k κ_k U_{k→ℓ}, and the variance
+the first layer's, κ_1 R_ℓ: the theory (one per data set, activation list and "Gaussian or not") stores the
+responses U (and the NTK's) and R per unit kurtosis, and each cell's summary weights them with its own laws' κ.
+Four comparisons come out:
 
 * linear equivalent against the exact infinite-width kernel (theory against theory: Gu+22's claim),
   with the data-driven ε_i = ‖x_i‖² − τ² (``*_equivalent``) and with Gu+22's V = [J/√p, ψ]
@@ -121,6 +122,7 @@ class PerPairMoments(NamedTuple):
     shifts: np.ndarray  # S_ℓ for Gaussian weights, (ratio, layer, n, n)
     variances: np.ndarray  # Var K_ℓ,ij, (ratio, layer, n, n)
     kurtosis_responses: np.ndarray | None  # U_{k→ℓ} per unit κ_1, then κ_k/d_{k−1}: (k, ℓ, n, n), any width; 0 for ℓ < k
+    variance_kurtosis_responses: np.ndarray | None  # d Var K_ℓ,ij/dκ_1, (ratio, layer, n, n)
     ntk_shifts: np.ndarray | None  # E NTK_L − NTK∞_L for Gaussian weights (rmtbench.theory.finite_width_ntk), (ratio, n, n)
     ntk_kurtosis_responses: np.ndarray | None  # V_{k→L} per unit of the same weights as U: (k, n, n), any width
     excluded: int  # nearly collinear pairs left out
@@ -131,15 +133,17 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
                      kernels: list[np.ndarray], kurtosis: bool = False,
                      ntks: list[np.ndarray] | None = None) -> PerPairMoments:
     """S_ℓ and Var K_ℓ of :mod:`rmtbench.theory.finite_width` for every width ratio, with ``kurtosis`` the
-    responses of the mean to each layer's weight kurtosis, and with ``ntks`` (NTK∞ of every layer) the last
-    layer's NTK shift of :mod:`rmtbench.theory.finite_width_ntk` (and with ``kurtosis`` its responses).
+    responses of the mean to each layer's weight kurtosis and of the variance to the first layer's, and with
+    ``ntks`` (NTK∞ of every layer) the last layer's NTK shift of :mod:`rmtbench.theory.finite_width_ntk` (and with
+    ``kurtosis`` its responses).
 
     The layers' sensitivities depend on the infinite-width kernels only: computed once, propagated per ratio.
     Entries of nearly collinear pairs (not duplicates) are NaN after layer 1, as :mod:`rmtbench.theory.finite_width`
     says; when the data themselves have such pairs, only the first layer (shift 0, exact variance) is computed.
     """
     from rmtbench.theory.finite_width import (
-        collinear_pairs, duplicate_pairs, kurtosis_responses, kurtosis_terms, network_sensitivities, propagate_moments,
+        collinear_pairs, duplicate_pairs, kurtosis_responses, kurtosis_terms, layer_inputs, layer_sensitivities,
+        propagate_moments, variance_kurtosis_responses,
     )
     from rmtbench.theory.finite_width_ntk import network_slopes, ntk_kurtosis_responses, ntk_states
 
@@ -162,6 +166,16 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
             out[k, k : len(layers)] = U
         return out
 
+    def variance_responses(inputs: list[Any], layers: list[Any]) -> np.ndarray | None:  # per ratio: Γ and DF change
+        if not kurtosis:
+            return None
+        out = np.full((len(ratios), depth, n, n), np.nan, dtype=np.float32)
+        width_sets = [layer_widths(cell, depth, d_over_n=r)[: len(layers)] for r in ratios]
+        for i, per_layer in enumerate(variance_kurtosis_responses(inputs, layers, X, width_sets, nodes=nodes,
+                                                                  duplicates=duplicates)):
+            out[i, : len(layers)] = per_layer
+        return out
+
     def ntk(layers: list[Any], chain: list[list[np.ndarray]] | None) -> tuple[np.ndarray | None, np.ndarray | None]:
         if ntks is None:
             return None, None
@@ -180,20 +194,24 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
     if in_data:  # their entries would be NaN from layer 2 on: skip the work
         shifts = np.full((len(ratios), depth, n, n), np.nan, dtype=np.float32)
         variances = np.full_like(shifts, np.nan)
-        first = network_sensitivities(X, activations[:1], tau0=tau0, nodes=nodes, kernels=kernels[:1])
+        inputs = layer_inputs(X, activations[:1], tau0=tau0, nodes=nodes, kernels=kernels[:1])
+        first = [layer_sensitivities(act, K, nodes=nodes) for act, K in inputs]
         for i, r in enumerate(ratios):
             shifts[i, :1], variances[i, :1] = moments(first, r)
         # one layer of Gaussian weights: the NTK's mean is exact (shift 0) for every pair; otherwise it needs stencils
         ntk_first = None if ntks is None else np.full((len(ratios), n, n), 0.0 if depth == 1 else np.nan, dtype=np.float32)
         ntk_kurtosis = None if ntks is None or not kurtosis else np.full((depth, n, n), np.nan, dtype=np.float32)
-        return PerPairMoments(shifts, variances, responses(first, chains(first)), ntk_first, ntk_kurtosis, in_data, (
+        return PerPairMoments(shifts, variances, responses(first, chains(first)), variance_responses(inputs, first),
+                              ntk_first, ntk_kurtosis, in_data, (
             f"{in_data} pairs of samples of the data are nearly collinear (1 - |rho| < 0.01, not duplicates): the "
             "first-order expansion does not hold for them, so the per-pair terms are computed at layer 1 only"))
-    layers = network_sensitivities(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
+    inputs = layer_inputs(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
+    layers = [layer_sensitivities(act, K, nodes=nodes) for act, K in inputs]
     shifts, variances = (np.stack(a) for a in zip(*(moments(layers, r) for r in ratios)))
     later = int(np.triu(np.isnan(variances).any(axis=(0, 1)), 1).sum())
     chain = chains(layers)
-    return PerPairMoments(shifts, variances, responses(layers, chain), *ntk(layers, chain), later, (
+    return PerPairMoments(shifts, variances, responses(layers, chain), variance_responses(inputs, layers),
+                          *ntk(layers, chain), later, (
         f"{later} pairs of samples become nearly collinear (1 - |rho| < 0.01) at some layer: outside the expansion, "
         "their entries are NaN, and the per-pair rows of the layers after it with them" if later else ""))
 
@@ -206,8 +224,11 @@ def _per_pair_variables(terms: PerPairMoments) -> list[tuple[str, tuple[str, ...
          "first-order finite-width mean E K_l - K_inf,l, entry by entry, for Gaussian weights",
          "rmtbench.theory.finite_width"),
         ("ck_variance_per_pair", ("d_over_n", "layer", "row", "col"), terms.variances,
-         "first-order finite-width variance Var K_l,ij, entry by entry (universal in the weight law at this order)",
+         "first-order finite-width variance Var K_l,ij, entry by entry, for Gaussian weights",
          "rmtbench.theory.finite_width"),
+        ("ck_variance_kurtosis_response_per_pair", ("d_over_n", "layer", "row", "col"), terms.variance_kurtosis_responses,
+         "first-order change of Var K_l,ij per unit kappa_1 (the first layer's law, through the data's localisation; "
+         "the later layers' change it at O(kappa/d^2))", "rmtbench.theory.finite_width.variance_kurtosis_responses"),
         ("ck_kurtosis_response_per_pair", ("source_layer", "layer", "row", "col"), terms.kurtosis_responses,
          f"first-order change of E K_l {per_unit} (0 for layer < k; any width)",
          "rmtbench.theory.finite_width.kurtosis_responses"),
@@ -480,6 +501,7 @@ QUANTITIES = [
     # non-Gaussian weights only: the per-pair mean as if the weights were Gaussian (what the kurtosis term fixes)
     ("ck_empirical_per_pair_gaussian_law", "ck_error_empirical_per_pair_gaussian_law", "ck_mc_floor"),
     ("ck_variance_per_pair", "ck_error_variance", "ck_variance_floor"),
+    ("ck_variance_per_pair_gaussian_law", "ck_error_variance_gaussian_law", "ck_variance_floor_gaussian_law"),
     ("ntk_empirical", "ntk_error_empirical", "ntk_mc_floor"),
     ("ntk_empirical_per_pair", "ntk_error_empirical_per_pair", "ntk_mc_floor"),
     ("ntk_empirical_per_pair_gaussian_law", "ntk_error_empirical_per_pair_gaussian_law", "ntk_mc_floor"),
@@ -507,6 +529,8 @@ ONES = [ZRow("ck_ones_excess", "ck_ones_excess", "seed", "ck_ones_predicted", Fa
         ZRow("ck_ones_excess_per_pair", "ck_ones_excess", "seed", "ck_ones_predicted_per_pair", False),
         ZRow("ck_ones_excess_per_pair_gaussian_law", "ck_ones_excess", "seed", "ck_ones_predicted_per_pair_gaussian_law", False),
         ZRow("ck_fluctuation_per_pair", "ck_fluctuation", "draw_pair", "ck_fluctuation_predicted", True),
+        ZRow("ck_fluctuation_per_pair_gaussian_law", "ck_fluctuation", "draw_pair", "ck_fluctuation_predicted_gaussian_law",
+             True),
         ZRow("ntk_ones_excess", "ntk_ones_excess", "seed", "ntk_ones_predicted", False),
         ZRow("ntk_ones_excess_per_pair", "ntk_ones_excess", "seed", "ntk_ones_predicted_per_pair", False),
         ZRow("ntk_ones_excess_per_pair_gaussian_law", "ntk_ones_excess", "seed", "ntk_ones_predicted_per_pair_gaussian_law",
@@ -529,7 +553,8 @@ def cell_summary(sim: Any, theory: Any) -> Any:
     ``ck_ones_predicted`` = r_ℓ (n − 1) and ``ck_ones_predicted_per_pair`` = 1ᵀS_ℓ1/n. With the per-pair
     variance: ``ck_error_variance`` = ‖V_emp − V_ℓ‖/‖V_ℓ‖ for the per-entry variance over the draws,
     ``ck_variance_floor`` its noise over ‖V_ℓ‖, and ``ck_fluctuation_predicted`` = Σ_ij (V_ℓ)_ij / n, the
-    mean of the per-pair ``ck_fluctuation``.
+    mean of the per-pair ``ck_fluctuation``; V_ℓ includes the first layer's kurtosis term
+    (:func:`kurtosis_variance`), and for non-Gaussian laws the three ``*_gaussian_law`` are the same without it.
     """
     import xarray as xr
 
@@ -550,10 +575,13 @@ def cell_summary(sim: Any, theory: Any) -> Any:
     raw, corrected, floor, ones_excess, ones_pred = [], [], [], [], []
     has_pair = "ck_shift_per_pair" in theory
     has_variance = "ck_variance_per_pair" in theory and "ck_entry_variance" in sim
-    pair_error, pair_ones, variance_error, variance_floor, fluctuation = [], [], [], [], []
+    pair_error, pair_ones = [], []
     gaussian_error, gaussian_ones = [], []  # non-Gaussian weights: the per-pair mean without the kurtosis term
     kappas = np.asarray(sim["weight_kurtosis"].values, dtype=float) if "weight_kurtosis" in sim else np.zeros(len(layers))
     non_gaussian = bool(kappas.any())
+    # per-entry variance: (error, floor, fluctuation) per layer, with the kurtosis term and, for non-Gaussian laws, without
+    variance_rows: dict[str, tuple[list, list, list]] = {suffix: ([], [], [])
+                                                         for suffix in ("", "_gaussian_law")[: 1 + non_gaussian]}
     for i, layer in enumerate(layers):
         exact = np.asarray(theory["ck_exact"].sel(layer=layer).values, dtype=float)
         emp = np.asarray(sim["ck"].sel(layer=layer).values, dtype=float)
@@ -577,13 +605,18 @@ def cell_summary(sim: Any, theory: Any) -> Any:
                 errors.append(relative_error(emp, exact + shift) if complete else np.nan)
                 ones.append(shift.sum() / n if complete else np.nan)
         if has_variance:
-            predicted = np.asarray(theory["ck_variance_per_pair"].sel(layer=layer).values, dtype=float)
-            complete = bool(np.isfinite(predicted).all())
+            gaussian = np.asarray(theory["ck_variance_per_pair"].sel(layer=layer).values, dtype=float)
+            responses = (theory["ck_variance_kurtosis_response_per_pair"].sel(layer=layer)
+                         if "ck_variance_kurtosis_response_per_pair" in theory else None)
+            added = kurtosis_variance(kappas, responses) if non_gaussian else 0.0
             measured = np.asarray(sim["ck_entry_variance"].sel(layer=layer).values, dtype=float)
-            scale = spectral_norm(predicted) if complete else np.nan
-            variance_error.append(spectral_norm(measured - predicted) / scale if complete else np.nan)
-            variance_floor.append(float(sim["ck_variance_floor_norm"].sel(layer=layer)) / scale)
-            fluctuation.append(predicted.sum() / n if complete else np.nan)
+            for suffix, predicted in zip(variance_rows, (gaussian + added, gaussian)):
+                error, noise, fluctuation = variance_rows[suffix]
+                complete = bool(np.isfinite(predicted).all())
+                scale = spectral_norm(predicted) if complete else np.nan
+                error.append(spectral_norm(measured - predicted) / scale if complete else np.nan)
+                noise.append(float(sim["ck_variance_floor_norm"].sel(layer=layer)) / scale)
+                fluctuation.append(predicted.sum() / n if complete else np.nan)
     ntk = ntk_summary(sim, theory, n, kappas=kappas)
     return summary.assign(
         ck_error_empirical=(("layer",), np.array(raw)),
@@ -596,9 +629,9 @@ def cell_summary(sim: Any, theory: Any) -> Any:
         **({"ck_error_empirical_per_pair_gaussian_law": (("layer",), np.array(gaussian_error)),
             "ck_ones_predicted_per_pair_gaussian_law": (("layer",), np.array(gaussian_ones))}
            if has_pair and non_gaussian else {}),
-        **({"ck_error_variance": (("layer",), np.array(variance_error)),
-            "ck_variance_floor": (("layer",), np.array(variance_floor)),
-            "ck_fluctuation_predicted": (("layer",), np.array(fluctuation))} if has_variance else {}),
+        **{f"{name}{suffix}": (("layer",), np.array(values))
+           for suffix, rows in (variance_rows.items() if has_variance else ())
+           for name, values in zip(("ck_error_variance", "ck_variance_floor", "ck_fluctuation_predicted"), rows)},
         **ntk,
     )
 
@@ -635,6 +668,19 @@ def ntk_summary(sim: Any, theory: Any, n: int, *, kappas: np.ndarray) -> dict[st
         out[f"ntk_error_empirical_per_pair{suffix}"] = ((), relative_error(emp, exact + shift) if complete else np.nan)
         out[f"ntk_ones_predicted_per_pair{suffix}"] = ((), shift.sum() / n if complete else np.nan)
     return out
+
+
+def kurtosis_variance(kappas: np.ndarray, responses: Any) -> np.ndarray | float:
+    """κ_1 R_ℓ: what the first layer's weight kurtosis adds to the first-order Var K_ℓ (the later layers' laws add
+    O(κ/d²) only); ``responses`` (row, col) are the theory's d Var K_ℓ/dκ_1 at the cell's width ratio.
+
+    NaN where the first law has no fourth moment, or where it is not Gaussian and the theory has no responses.
+    """
+    if not kappas[0]:
+        return 0.0
+    if responses is None or not np.isfinite(kappas[0]):
+        return np.nan
+    return float(kappas[0]) * np.asarray(responses.values, dtype=float)
 
 
 def kurtosis_shift(kappas: np.ndarray, widths: np.ndarray, responses: Any, layer: int) -> np.ndarray | float:

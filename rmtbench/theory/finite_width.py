@@ -58,8 +58,15 @@ with M^(a,b) = E[φ̄(u_i)^a φ̄(u_j)^b] the moments of the layer below (the fo
 uses), so the kurtosis of W_ℓ moves the mean of K_ℓ at order 1/d_{ℓ−1}, like the Gaussian terms.
 :func:`kurtosis_responses` carries each A_k through the later layers' DF; E K_ℓ − K∞_ℓ gains
 Σ_{k≤ℓ} κ_k U_{k→ℓ} (:func:`kurtosis_weights`: the 1/d_{k−1} is applied last, so one set of responses serves
-every width). The variance is universal to first order (the law changes Γ by a relative
-O(κ T)): at the first layer Γ_1/d_1 is then exact up to a relative O(κ_1 · localisation).
+every width).
+
+The law changes the variance by a relative O(κ_ℓ T^(a,b)_ℓ). After the first layer that is O(κ/d²), beyond
+this order; at the first layer it is the data's localisation, which does not fall with d. So κ_1 moves
+Var K_ℓ of every layer at first order (:func:`variance_kurtosis_responses`, κ_1 R_ℓ): through Γ_1, whose entries
+are covariances of φ̄_i², φ̄_j², φ̄_iφ̄_j and gain the Edgeworth terms of the fourth moments E φ̄_i⁴, E φ̄_i²φ̄_j²,
+E φ̄_i³φ̄_j (:func:`first_layer_gamma_change`), and through the later layers' DF and Γ, taken at the input
+kernel the first layer's kurtosis term moved. ``tests/test_finite_width.py`` checks it exact for a linear
+layer and against Monte Carlo; the residue is O((κ_1 · localisation)²).
 """
 from __future__ import annotations
 
@@ -73,9 +80,10 @@ from rmtbench.activations import Activation
 
 __all__ = [
     "COLLINEAR_MARGIN", "STEP", "FiniteWidthMoments", "KernelState", "LayerSensitivities", "collinear_pairs",
-    "copy_diagonal", "duplicate_pairs", "finite_width_moments", "finite_width_shifts", "kurtosis_responses",
-    "kurtosis_terms", "kurtosis_weights", "layer_inputs", "layer_sensitivities", "layer_states", "layer_values", "linear_change",
-    "map_derivatives", "network_sensitivities", "propagate", "propagate_moments",
+    "KURTOSIS_STEP", "copy_diagonal", "data_fourth_moments", "duplicate_pairs", "edgeworth_term", "finite_width_moments",
+    "finite_width_shifts", "first_layer_gamma_change", "kurtosis_responses", "kurtosis_terms", "kurtosis_weights",
+    "layer_inputs", "layer_sensitivities", "layer_states", "layer_values", "linear_change", "map_derivatives",
+    "network_sensitivities", "propagate", "propagate_moments", "variance_kurtosis_responses",
 ]
 
 Array = NDArray[np.float64]
@@ -337,20 +345,40 @@ def kurtosis_terms(layers: Sequence[LayerSensitivities], X: Array, *, maps: Sequ
     change for another Gaussian map of each layer's input (its second derivatives ``faa``, ``fac``, ``fcc``, ``h2``;
     e.g. the derivative kernel's, :mod:`rmtbench.theory.finite_width_ntk`) instead of the CK's.
     """
-    X = np.asarray(X, dtype=float)
-    squares = X * X
     terms = []
     for ell, s in enumerate(layers if maps is None else maps):
         if ell == 0:
-            t4, t31, t22 = (squares * squares).sum(axis=0), (squares * X).T @ X, squares.T @ squares
+            t = data_fourth_moments(X)
         else:
             below = layers[ell - 1]
-            t4, t31, t22 = below.m4, below.m31, below.m22
-        A = ((t4[:, None] * s.faa + t4[None, :] * s.faa.T) / 6.0 + (t31 * s.fac + t31.T * s.fac.T) / 3.0
-             + t22 * s.fcc / 4.0)
-        np.fill_diagonal(A, t4 * s.h2 / 6.0)
-        terms.append(A)
+            t = (below.m4, below.m31, below.m22)
+        terms.append(edgeworth_term(t, s.faa, s.fac, s.fcc, s.h2))
     return terms
+
+
+def data_fourth_moments(X: Array) -> tuple[Array, Array, Array]:
+    """T^(4)_i = Σ_k x_ki⁴ (n,), T^(3,1)_ij = Σ_k x_ki³ x_kj and T^(2,2)_ij = Σ_k x_ki² x_kj² of the data ``X`` (``p × n``):
+    the weights of the first layer's Edgeworth terms (module docstring)."""
+    X = np.asarray(X, dtype=float)
+    squares = X * X
+    return (squares * squares).sum(axis=0), (squares * X).T @ X, squares.T @ squares
+
+
+def edgeworth_term(t: tuple[Array, Array, Array], faa: Array, fac: Array, fcc: Array, h2: Array, *,
+                   faa_b: Array | None = None, fac_b: Array | None = None) -> Array:
+    """First Edgeworth term of a pairwise Gaussian map per unit κ: (T^(4)_i ∂²_a_i + T^(4)_j ∂²_a_j)/6
+    + (T^(3,1) ∂_a_i∂_c + T^(1,3) ∂_a_j∂_c)/3 + T^(2,2) ∂²_c/4 off the diagonal, T^(4)_i h''(a_i)/6 on it.
+
+    ``t`` = (T^(4), T^(3,1), T^(2,2)) (:func:`data_fourth_moments`, or a layer's moments); ``faa``, ``fac``, ``fcc``
+    are the map's second derivatives at entry (i, j), ``h2`` its diagonal's. ``faa_b``, ``fac_b``: ∂²/∂a_j² and
+    ∂²/∂a_j∂c at (i, j), for a map not symmetric in (i, j) (default: the transposes, as for a symmetric map).
+    """
+    t4, t31, t22 = t
+    faa_b = faa.T if faa_b is None else faa_b
+    fac_b = fac.T if fac_b is None else fac_b
+    A = (t4[:, None] * faa + t4[None, :] * faa_b) / 6.0 + (t31 * fac + t31.T * fac_b) / 3.0 + t22 * fcc / 4.0
+    np.fill_diagonal(A, t4 * h2 / 6.0)
+    return A
 
 
 def kurtosis_weights(kurtosis: Sequence[float], widths: Sequence[float]) -> list[float]:
@@ -387,6 +415,116 @@ def kurtosis_responses(layers: Sequence[LayerSensitivities], terms: Sequence[Arr
             chain.append(U)
         out.append(chain)
     return out
+
+
+#: Largest relative change of the input kernel, |h U_ij|/sqrt(a_i a_j), in the difference that linearises the
+#: deeper layers' sensitivities in κ_1 (:func:`variance_kurtosis_responses`).
+KURTOSIS_STEP = 1e-2
+
+
+def first_layer_gamma_change(act: Activation, X: Array, layer: LayerSensitivities, *, nodes: int = 48
+                             ) -> tuple[Array, Array, Array, Array]:
+    """Change of the first layer's Γ_1 entries (``g_aa``, ``g_ab``, ``g_ac``, ``g_cc`` of ``layer``) per unit κ_1.
+
+    Each entry of Γ_1 is a covariance of the products φ̄_iφ̄_i, φ̄_jφ̄_j, φ̄_iφ̄_j of one row; their expectations
+    E φ̄_i⁴, E φ̄_i²φ̄_j², E φ̄_i³φ̄_j, E φ̄_i², E φ̄_iφ̄_j each gain the first Edgeworth term of the data's
+    localisation (:func:`edgeworth_term`), whose second derivatives are central differences of the fourth-moment
+    maps (:func:`map_derivatives`). ``act`` is the layer's centred activation, ``layer`` its sensitivities at
+    XᵀX (:func:`layer_sensitivities` with the same ``nodes``). Nearly collinear pairs are NaN (except in
+    ``g_aa``), like the derivatives.
+    """
+    from rmtbench.quadrature import gaussian_expectations
+    from rmtbench.theory.kernels import mixed_moment
+
+    phi = act.phi
+    K = np.asarray(X, dtype=float).T @ np.asarray(X, dtype=float)
+    t = data_fourth_moments(X)
+    rule = max(96, 2 * nodes)
+
+    def power(k: int) -> Callable[[Array], Array]:
+        return lambda u: np.asarray(phi(u), dtype=float) ** k
+
+    def pair_map(f: Callable[[Array], Array], g: Callable[[Array], Array]) -> Callable[[Array, Array, Array, bool], Array]:
+        return lambda var_a, var_b, cov, _: mixed_moment(f, g, var_a, cov, kinks=act.kinks, nodes=rule, off_diagonal=True,
+                                                         variances_b=var_b)
+
+    square, cube = power(2), power(3)
+    fourth = lambda var: gaussian_expectations(power(4), np.sqrt(var), kinks=act.kinks, nodes=40)  # noqa: E731
+    none = lambda var: np.zeros_like(var)  # noqa: E731 (the diagonals of E φ̄_i³φ̄_j are not used)
+    m22, m4 = map_derivatives(pair_map(square, square), fourth, K)
+    m31, _ = map_derivatives(pair_map(cube, phi), none, K)
+    m13, _ = map_derivatives(pair_map(phi, cube), none, K)  # the same moment with the roles swapped: its a_j side
+    d22 = edgeworth_term(t, m22["faa"], m22["fac"], m22["fcc"], m4[2])  # δE φ̄_i²φ̄_j², and δE φ̄_i⁴ on the diagonal
+    d31 = edgeworth_term(t, m31["faa"], m31["fac"], m31["fcc"], np.zeros(K.shape[0]),
+                         faa_b=m13["faa"].T, fac_b=m13["fac"].T)
+    d2 = edgeworth_term(t, layer.faa, layer.fac, layer.fcc, layer.h2)  # δE φ̄_iφ̄_j, and δE φ̄_i² on the diagonal
+    dh = np.diagonal(d2).copy()
+    h0, f0 = layer.h0, layer.f0
+    return (np.diagonal(d22) - 2.0 * h0 * dh,
+            d22 - np.outer(dh, h0) - np.outer(h0, dh),
+            d31 - dh[:, None] * f0 - h0[:, None] * d2,
+            d22 - 2.0 * f0 * d2)
+
+
+def variance_kurtosis_responses(inputs: Sequence[tuple[Activation, Array]], layers: Sequence[LayerSensitivities],
+                                X: Array, width_sets: Sequence[Sequence[float]], *, nodes: int = 48,
+                                duplicates: NDArray[np.bool_] | None = None) -> list[list[Array]]:
+    """d Var K_ℓ,ij / dκ_1 for ℓ = 1..L, per set of widths: the first layer's weight kurtosis in the variance.
+
+    Two first-order effects of the data's localisation (relative O(κ_1·T), which does not vanish with d):
+    the first layer's own Γ_1 changes (:func:`first_layer_gamma_change`), and every later layer's
+    sensitivities (DF_ℓ and Γ_ℓ) are taken at the input kernel that the first layer's kurtosis term moved
+    (K∞ + κ_1 U_{1→ℓ−1}). The second is linearised by a central difference in κ_1 over the whole recursion,
+    the input kernels moved by at most :data:`KURTOSIS_STEP` relative. The later layers' own kurtosis changes
+    the variance at O(κ/d²), beyond this order.
+
+    Parameters
+    ----------
+    inputs
+        Each layer's centred activation and input kernel (:func:`layer_inputs`).
+    layers
+        Their sensitivities (:func:`layer_sensitivities` with the same ``nodes``).
+    X
+        Data, ``p × n``.
+    width_sets
+        Each a list d_1, ..., d_L (all L widths).
+    nodes, duplicates
+        As for :func:`layer_sensitivities` and :func:`propagate_moments`.
+
+    Returns
+    -------
+    list of lists of ndarray
+        ``out[w][ℓ − 1]``, n × n (the diagonal holds d Var K_ii/dκ_1); NaN where the variance is.
+    """
+    change = first_layer_gamma_change(inputs[0][0], X, layers[0], nodes=nodes)
+    U = kurtosis_terms(layers[:1], X)[0]  # the first layer's kurtosis term of the mean: the next layer's input moves
+    h = 1.0
+    if len(layers) > 1:
+        a = np.clip(np.diagonal(inputs[1][1]), 0.0, None)
+        scale = np.sqrt(np.outer(a, a))
+        relative = np.divide(np.abs(U), scale, out=np.zeros_like(U), where=scale > 0)
+        top = float(np.nanmax(relative, initial=0.0))
+        h = KURTOSIS_STEP / top if top > 0 else 1.0
+
+    def moved(sign: float) -> list[LayerSensitivities]:
+        first = layers[0]
+        out = [replace(first, **{name: getattr(first, name) + sign * h * d
+                                 for name, d in zip(("g_aa", "g_ab", "g_ac", "g_cc"), change)})]
+        if len(layers) > 1:
+            K = inputs[1][1] + sign * h * np.nan_to_num(U)  # nearly collinear pairs stay NaN in Γ_1's change
+            for act, _ in inputs[1:]:
+                s = layer_sensitivities(act, K, nodes=nodes)
+                out.append(s)
+                K = s.f0.copy()
+                np.fill_diagonal(K, s.h0)
+        return out
+
+    plus, minus = moved(1.0), moved(-1.0)
+    responses = []
+    for widths in width_sets:
+        up, down = (_layer_moments(m, widths, duplicates) for m in (plus, minus))
+        responses.append([(vp - vm) / (2.0 * h) for (_, vp), (_, vm) in zip(up, down)])
+    return responses
 
 
 def _variance(v_aa: Array, v_cc: Array, duplicates: NDArray[np.bool_] | None) -> Array:
@@ -481,8 +619,9 @@ def finite_width_moments(X: Array, activations: Sequence[object], widths: Sequen
 
     Parameters as in :func:`finite_width_shifts`, except that ``widths`` needs all L widths (d_ℓ
     sets layer ℓ's own fluctuation). The first layer's variance Γ_1(XᵀX)/d_1 is exact for Gaussian
-    weights; deeper ones carry terms of order 1/d², which are not computed. ``kurtosis`` changes the
-    shifts only (the variance is universal to first order).
+    weights; deeper ones carry terms of order 1/d², which are not computed. ``kurtosis`` adds each
+    layer's term to the shifts and the first layer's, κ_1 times :func:`variance_kurtosis_responses`,
+    to the variances (the later layers' change them at O(κ/d²) only).
 
     Examples
     --------
@@ -491,10 +630,17 @@ def finite_width_moments(X: Array, activations: Sequence[object], widths: Sequen
     >>> round(float(m.variances[0][0, 0]), 10), round(float(m.variances[0][0, 1]), 10)
     (0.125, 0.0625)
     """
-    layers = network_sensitivities(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
+    inputs = layer_inputs(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
+    layers = [layer_sensitivities(act, K, nodes=nodes) for act, K in inputs]
     duplicates = duplicate_pairs(X)
     moments = propagate_moments(layers, widths, duplicates=duplicates)
-    return replace(moments, shifts=_add_kurtosis(moments.shifts, layers, X, widths, kurtosis, duplicates))
+    variances = moments.variances
+    kappa_1 = layer_values(kurtosis, len(layers))[0]
+    if kappa_1:
+        responses = variance_kurtosis_responses(inputs, layers, X, [widths], nodes=nodes, duplicates=duplicates)[0]
+        variances = [V + kappa_1 * R for V, R in zip(variances, responses)]
+    return FiniteWidthMoments(shifts=_add_kurtosis(moments.shifts, layers, X, widths, kurtosis, duplicates),
+                              variances=variances)
 
 
 def layer_values(kurtosis: float | Sequence[float], depth: int) -> list[float]:

@@ -595,13 +595,14 @@ def _constant_at_zero(rows: Array, scales: Array, f: Pointwise) -> Array:
 
 
 def mixed_moment(f: Pointwise, g: Pointwise, variances: Array, cov: Array, *, kinks: tuple[float, ...] = (),
-                 nodes: int = 96, off_diagonal: bool = False) -> Array:
+                 nodes: int = 96, off_diagonal: bool = False, variances_b: Array | None = None) -> Array:
     """E[f(u_i) g(u_j)] for (u_i, u_j) centred Gaussian with variances ``variances`` and covariances ``cov``.
 
     Mehler series Σ_k a_k(f_{σ_i}) a_k(g_{σ_j}) ρ^k where |ρ| ≤ 0.7 (truncated where |ρ|^k < 1e-16),
     a tensor Gauss–Hermite rule of ``nodes²`` points elsewhere. Shape of ``cov``. Pass the same
     object as ``f`` and ``g`` to compute its Hermite coefficients once; ``off_diagonal=True`` leaves
-    the pairs (i, i) as NaN instead of integrating them.
+    the pairs (i, i) as NaN instead of integrating them. ``variances_b``: other variances for u_j (the
+    columns), as the stencils of a derivative in one sample's variance need; default ``variances``.
 
     Examples
     --------
@@ -610,13 +611,14 @@ def mixed_moment(f: Pointwise, g: Pointwise, variances: Array, cov: Array, *, ki
     >>> bool(np.isclose(m[0, 1], 1.5))
     True
     """
-    va, _, cov = _prepare(variances, variances, cov)
-    s = np.sqrt(va)
-    rho = _correlation(s, s, cov)
+    same = variances_b is None
+    va, vb, cov = _prepare(variances, variances if same else variances_b, cov)
+    s, sb = np.sqrt(va), np.sqrt(vb)
+    rho = _correlation(s, sb, cov)
     small = np.abs(rho) <= MEHLER_MAX_CORRELATION
     order = _mehler_order(rho, small)
     ca = _hermite_rows(f, kinks, s, order)
-    out = _mehler_sum(ca, ca if g is f else _hermite_rows(g, kinks, s, order), rho)
+    out = _mehler_sum(ca, ca if g is f and same else _hermite_rows(g, kinks, sb, order), rho)
     strong = ~small
     if off_diagonal:
         np.fill_diagonal(strong, False)
@@ -628,8 +630,8 @@ def mixed_moment(f: Pointwise, g: Pointwise, variances: Array, cov: Array, *, ki
             i, j = ii[k0 : k0 + 256], jj[k0 : k0 + 256]
             r = rho[i, j]
             u = np.multiply.outer(s[i], x)  # (P, m)
-            v = (np.multiply.outer(s[j] * r, x)[:, :, None]
-                 + np.multiply.outer(s[j] * np.sqrt(np.clip(1.0 - r * r, 0.0, None)), x)[:, None, :])  # (P, m, m)
+            v = (np.multiply.outer(sb[j] * r, x)[:, :, None]
+                 + np.multiply.outer(sb[j] * np.sqrt(np.clip(1.0 - r * r, 0.0, None)), x)[:, None, :])  # (P, m, m)
             inner = np.asarray(g(v), dtype=float) @ w
             out[i, j] = np.einsum("pk,pk->p", np.asarray(f(u), dtype=float) * w, inner)
     return out
