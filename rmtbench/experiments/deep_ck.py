@@ -139,7 +139,8 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
 
     The layers' sensitivities depend on the infinite-width kernels only: computed once, propagated per ratio.
     Entries of nearly collinear pairs (not duplicates) are NaN after layer 1, as :mod:`rmtbench.theory.finite_width`
-    says; when the data themselves have such pairs, only the first layer (shift 0, exact variance) is computed.
+    says; when the data themselves have such pairs, only the first layer (shift 0, exact variance) is computed, and
+    for a non-Gaussian first law its variance term is NaN there as well (it needs the expansion's stencils).
     """
     from rmtbench.theory.finite_width import (
         collinear_pairs, duplicate_pairs, kurtosis_responses, kurtosis_terms, layer_inputs, layer_sensitivities,

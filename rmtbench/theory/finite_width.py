@@ -40,11 +40,14 @@ STEP², round-off about 1e-16/STEP², far below the Monte-Carlo noise this is co
 kernel map switches evaluation path (the Mehler series at |ρ| = 0.7, variance-dependent node counts),
 the differences carry that path's quadrature error over the step: measured up to about 0.5% of a
 second derivative for tanh, still below the noise. The fourth moments in Γ use the Mehler series for
-|ρ| ≤ 0.7 and a tensor Gauss–Hermite rule above (for kinked φ it converges like O(1/nodes): about 1%
-for |φ| near ρ = 1); they enter only Γ/d. The stencil reaches 2·STEP in 1 − |ρ|, inside the margin.
+|ρ| ≤ 0.7 and above it a 2-D rule split at the kinks (kinked φ) or a tensor Gauss–Hermite rule (smooth φ),
+both near round-off (:func:`rmtbench.theory.kernels.mixed_moment`): the first layer's kurtosis term of the
+variance takes their second differences, across 0.7 too. The stencil reaches 2·STEP in 1 − |ρ|, inside the
+margin.
 Memory: about forty n × n float64 arrays at the peak of a layer.
 
-Non-Gaussian weights. For i.i.d. entries of unit variance and excess kurtosis κ_ℓ = E w⁴ − 3 in W_ℓ,
+Non-Gaussian weights. For i.i.d. entries of a symmetric law (no third cumulant, as every law of
+:mod:`rmtbench.weights`) of unit variance and excess kurtosis κ_ℓ = E w⁴ − 3 in W_ℓ,
 the pair (u_i, u_j) = (wᵀΣ_i, wᵀΣ_j) of one row has the fourth joint cumulants κ_ℓ T^(m,4−m)_ij with
 T^(a,b)_ij = Σ_k Σ_ki^a Σ_kj^b, and the first Edgeworth term adds to E[K_ℓ | Σ_{ℓ−1}]::
 
@@ -106,7 +109,8 @@ class LayerSensitivities:
     ``m4`` = E φ̄_i⁴ (n,), ``m22`` = E φ̄_i²φ̄_j² and ``m31`` = E φ̄_i³φ̄_j, which the next layer's kurtosis
     term uses. Diagonals of the n × n arrays are unused (NaN in the g and m arrays). Nearly collinear
     pairs (:data:`COLLINEAR_MARGIN`) are NaN in the derivative arrays only: Γ needs no stencil, and the
-    layer-1 variance Γ/d is exact for them too.
+    layer-1 variance Γ/d is exact for them too (Gaussian weights; the first layer's kurtosis term of the
+    variance needs stencils, so it is NaN for them).
     """
 
     f0: Array
@@ -263,7 +267,9 @@ def propagate_moments(layers: Sequence[LayerSensitivities], widths: Sequence[flo
     The variance of layer ℓ needs d_ℓ, so ``widths`` has all L widths. Duplicates get the diagonal's
     variance, Var K_ij = Var K_ii (exact: the two entries are equal in every draw); other nearly
     collinear pairs get the exact Γ_1/d_1 at layer 1 and NaN from the layer whose input has them
-    collinear on (the expansion needs the derivatives there).
+    collinear on (the expansion needs the derivatives there). With a non-Gaussian first layer
+    (:func:`finite_width_moments`' ``kurtosis``), its variance term needs them at layer 1 too: NaN there
+    (a sample of zero norm is collinear with every other).
     """
     if len(widths) < len(layers):
         raise ValueError(f"the variance of every layer needs {len(layers)} widths, got {len(widths)}")
