@@ -93,6 +93,25 @@ def test_mixed_moment_matches_its_closed_forms_on_both_paths():
     np.testing.assert_allclose(m22, np.outer(var, var) + 2 * cov**2, rtol=1e-10)
 
 
+def test_mixed_moment_of_kinked_functions_matches_the_arc_cosine_kernels_on_both_paths():
+    """E relu(u)^k relu(v)^k = σ_a^k σ_b^k J_k(θ)/(2π), cos θ = ρ (Cho & Saul's arc-cosine kernels), for k = 1, 2,
+    with other variances for the columns (``variances_b``): the Mehler series below |ρ| = 0.7 and the 2-D rule split
+    at the kink above it, to 1e-10 on both sides of the switch and up to |ρ| = 0.9; at ±0.98, where E[g | ξ₁] has a
+    feature of width sqrt(1 − ρ²) at the kink, to 1e-8 of σ_a^k σ_b^k."""
+    relu = lambda t: np.maximum(t, 0.0)  # noqa: E731
+    J = {1: lambda th: np.sin(th) + (np.pi - th) * np.cos(th),
+         2: lambda th: 3 * np.sin(th) * np.cos(th) + (np.pi - th) * (1 + 2 * np.cos(th) ** 2)}
+    var_a, var_b = np.array([0.7, 1.3, 1.0]), np.array([1.1, 0.4, 2.0])
+    scale = np.sqrt(np.outer(var_a, var_b))
+    for rho, tolerance in ((np.array([[0.5, 0.69999, 0.70001], [-0.9, 0.9, -0.3], [0.85, -0.75, 0.0]]), 1e-10),
+                           (np.array([[0.98, -0.98, 0.5], [0.98, 0.0, -0.98], [0.3, 0.98, -0.98]]), 1e-8)):
+        for k in (1, 2):
+            f = lambda t, k=k: relu(t) ** k  # noqa: E731
+            moment = mixed_moment(f, f, var_a, rho * scale, kinks=(0.0,), variances_b=var_b)
+            exact = scale**k * J[k](np.arccos(rho)) / (2 * np.pi)
+            np.testing.assert_allclose(moment, exact, rtol=tolerance, atol=tolerance * scale.max() ** k)
+
+
 def _monte_carlo(acts, *, n, p_over_n, ratio, seeds, law="gaussian"):
     data = make_dataset({"kind": "gmm", "p_over_n": p_over_n}, n=n, n_test=0, seed=np.random.SeedSequence(1))
     stats = deep.data_statistics(data)

@@ -31,9 +31,10 @@ and covariance a^T b, so every kernel is a function of (var_a, var_b, cov). Eval
 :func:`mixed_moment` gives E[f(u)g(v)] for two different functions (the fourth moments of the
 finite-width terms of deep kernels): the Mehler series for |ρ| ≤ 0.7; above it, for kinked f and g, a
 composite Gauss–Legendre rule in (ξ₁, ξ₂) split at the kinks of f in ξ₁ and, for every ξ₁ node, at those
-of g in ξ₂ (about 1e-15 relative at |ρ| = 0.9, 1e-11 at 0.99), and for smooth ones a tensor Gauss–Hermite
-rule of fixed size (not scaled with the variance). Both paths are accurate to near round-off, so the
-switch at 0.7 leaves no step that a finite difference across it would pick up.
+of g in ξ₂ (to 1e-14 of σ_aσ_b up to |ρ| = 0.9, 1e-12 at 0.95, 1e-9 at 0.98-0.99, where E[g | ξ₁] sharpens to
+a width sqrt(1 − ρ²) at the kink), and for smooth ones a tensor Gauss–Hermite rule of fixed size (not scaled
+with the variance). At the switch at 0.7 both paths are accurate to near round-off, so it leaves no step that a
+finite difference across it would pick up.
 
 On the quadrature paths a symmetric kernel is computed on its upper triangle only, and its diagonal
 is the exact 1-D value E φ(‖a_i‖ξ)², identical to :func:`expected_kernel_diag`. Pairs are processed
