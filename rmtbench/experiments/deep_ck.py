@@ -143,7 +143,7 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
     for a non-Gaussian first law its variance term is NaN there as well (it needs the expansion's stencils).
     """
     from rmtbench.theory.finite_width import (
-        collinear_pairs, duplicate_pairs, kurtosis_responses, kurtosis_terms, layer_inputs, layer_sensitivities,
+        collinear_pairs, duplicate_pairs, input_sensitivities, kurtosis_responses, kurtosis_terms, layer_inputs,
         propagate_moments, variance_kurtosis_responses,
     )
     from rmtbench.theory.finite_width_ntk import network_slopes, ntk_kurtosis_responses, ntk_states
@@ -196,7 +196,7 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
         shifts = np.full((len(ratios), depth, n, n), np.nan, dtype=np.float32)
         variances = np.full_like(shifts, np.nan)
         inputs = layer_inputs(X, activations[:1], tau0=tau0, nodes=nodes, kernels=kernels[:1])
-        first = [layer_sensitivities(act, K, nodes=nodes) for act, K in inputs]
+        first = input_sensitivities(inputs, nodes=nodes)
         for i, r in enumerate(ratios):
             shifts[i, :1], variances[i, :1] = moments(first, r)
         # one layer of Gaussian weights: the NTK's mean is exact (shift 0) for every pair; otherwise it needs stencils
@@ -207,7 +207,7 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
             f"{in_data} pairs of samples of the data are nearly collinear (1 - |rho| < 0.01, not duplicates): the "
             "first-order expansion does not hold for them, so the per-pair terms are computed at layer 1 only"))
     inputs = layer_inputs(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
-    layers = [layer_sensitivities(act, K, nodes=nodes) for act, K in inputs]
+    layers = input_sensitivities(inputs, nodes=nodes)
     shifts, variances = (np.stack(a) for a in zip(*(moments(layers, r) for r in ratios)))
     later = int(np.triu(np.isnan(variances).any(axis=(0, 1)), 1).sum())
     chain = chains(layers)

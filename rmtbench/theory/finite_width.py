@@ -84,7 +84,7 @@ from rmtbench.activations import Activation
 __all__ = [
     "COLLINEAR_MARGIN", "STEP", "FiniteWidthMoments", "KernelState", "LayerSensitivities", "collinear_pairs",
     "KURTOSIS_STEP", "copy_diagonal", "data_fourth_moments", "duplicate_pairs", "edgeworth_term", "finite_width_moments",
-    "finite_width_shifts", "first_layer_gamma_change", "kurtosis_responses", "kurtosis_terms", "kurtosis_weights",
+    "finite_width_shifts", "input_sensitivities", "first_layer_gamma_change", "kurtosis_responses", "kurtosis_terms", "kurtosis_weights",
     "layer_inputs", "layer_sensitivities", "layer_states", "layer_values", "linear_change", "map_derivatives",
     "network_sensitivities", "propagate", "propagate_moments", "variance_kurtosis_responses",
 ]
@@ -570,8 +570,13 @@ def network_sensitivities(X: Array, activations: Sequence[object], *, tau0: floa
 
     Parameters as in :func:`finite_width_shifts`; feed the result to :func:`propagate` once per set of widths.
     """
-    return [layer_sensitivities(act, K, nodes=nodes)
-            for act, K in layer_inputs(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)]
+    return input_sensitivities(layer_inputs(X, activations, tau0=tau0, nodes=nodes, kernels=kernels), nodes=nodes)
+
+
+def input_sensitivities(inputs: Sequence[tuple[Activation, Array]], *, nodes: int = 48) -> list[LayerSensitivities]:
+    """:class:`LayerSensitivities` of each (centred activation, input kernel) of :func:`layer_inputs`, for callers that
+    keep the inputs too (:func:`variance_kurtosis_responses` needs them)."""
+    return [layer_sensitivities(act, K, nodes=nodes) for act, K in inputs]
 
 
 def finite_width_shifts(X: Array, activations: Sequence[object], widths: Sequence[float], *, tau0: float,
@@ -637,7 +642,7 @@ def finite_width_moments(X: Array, activations: Sequence[object], widths: Sequen
     (0.125, 0.0625)
     """
     inputs = layer_inputs(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
-    layers = [layer_sensitivities(act, K, nodes=nodes) for act, K in inputs]
+    layers = input_sensitivities(inputs, nodes=nodes)
     duplicates = duplicate_pairs(X)
     moments = propagate_moments(layers, widths, duplicates=duplicates)
     variances = moments.variances

@@ -51,7 +51,7 @@ from numpy.typing import NDArray
 from rmtbench.activations import Activation
 from rmtbench.theory.deep import DeepKernels
 from rmtbench.theory.finite_width import (
-    KernelState, LayerSensitivities, copy_diagonal, duplicate_pairs, layer_inputs, layer_sensitivities, layer_states,
+    KernelState, LayerSensitivities, copy_diagonal, duplicate_pairs, input_sensitivities, layer_inputs, layer_states,
     map_derivatives,
 )
 
@@ -340,7 +340,7 @@ def finite_width_ntk_shifts(X: Array, activations: Sequence[object], widths: Seq
     if kernels is None or kernels.ntk is None:
         kernels = exact_kernels(X, list(activations), tau0=tau0, ntk=True, nodes=nodes)
     inputs = layer_inputs(X, activations, tau0=tau0, nodes=nodes, kernels=kernels.ck)
-    layers = [layer_sensitivities(act, K, nodes=nodes) for act, K in inputs]
+    layers = input_sensitivities(inputs, nodes=nodes)
     slopes = [derivative_sensitivities(act, K, nodes=nodes) for act, K in inputs]
     gram, duplicates = X.T @ X, duplicate_pairs(X)
     shifts = ntk_shifts(layers, slopes, kernels.ntk, gram, widths, duplicates=duplicates)
