@@ -35,6 +35,25 @@ E NTK_ℓ − NTK∞_ℓ = S_ℓ + σ_ℓ. At the first layer it is 0 (τ_1 = K'
 correction starts at layer 2, at order 1/d_1. These are the NTK analogues of the "D" and "A" tensors of
 Roberts, Yaida & Hanin (2022, ch. 8–9), written here for a fixed data set.
 
+The variance of every entry follows from the same linearisation. With M = DF + Θ∞_{ℓ−1} DF' (the sensitivity
+of E[Θ_ℓ,ij | layer ℓ−1] to the triple (K_ii, K_jj, K_ij)_{ℓ−1}) and the layer's own fluctuation, the mean over
+the d_ℓ rows of φ̄_iφ̄_j + Θ∞_{ℓ−1,ij} φ'_iφ'_j, the variance over the weights of Θ_ℓ = K_ℓ + τ_ℓ is::
+
+    V_ℓ = Mᵀ C_{ℓ−1} M + 2 F' Mᵀ X_{ℓ−1} + F'² V_{ℓ−1}
+          + (Γ_cc + Θ∞² (E φ'_i²φ'_j² − F'²) + 2 Θ∞ (E φ̄_iφ̄_jφ'_iφ'_j − F F')) / d_ℓ,
+
+exact at the first layer (Θ_0 = XᵀX, C_0 = X_0 = 0). The quadratic form w_mᵀT_{ℓ−1}w_m of τ_ℓ fluctuates
+by O(1/d_{ℓ−1}) per row, and P by O(1/d) around its O(1/d) mean: both enter at the next order.
+
+One network's NTK has a drawn read-out v, not the mean over it: NTK = K_L + vᵀA v with A = T_L[·, ·, i, j], and
+Var_v vᵀAv = 2 tr A_s² = N_L + R_L with N = ‖A‖²_F and R = tr A², for Gaussian v. Both are O(1/d) and, to
+leading order (independent rows m ≠ m', Gaussian integrals E(wᵀBw')² = ‖B‖²_F, E(wᵀBw')(w'ᵀBw) = tr B²)::
+
+    N_ℓ = Θ∞² E φ'_i²φ'_j² / d_ℓ + E φ'_i² E φ'_j² N_{ℓ−1},      R_ℓ = Θ∞² E φ'_i²φ'_j² / d_ℓ + F'² R_{ℓ−1},
+
+from N_0 = R_0 = 0. So Var NTK_ℓ,ij = V_ℓ + N_ℓ + R_ℓ (law of total variance), the NTK's analogue of
+:func:`rmtbench.theory.finite_width.propagate_moments`' variance (:func:`finite_width_ntk_variances`).
+
 Nearly collinear pairs are NaN and duplicate samples copy the diagonal, as for the CK. The derivative
 kernel must exist (φ' with no Dirac mass, i.e. φ continuous); Θ is the NTK of all weights, the
 read-out included. Weights of excess kurtosis κ add first-order terms of their own
@@ -57,7 +76,8 @@ from rmtbench.theory.finite_width import (
 
 __all__ = [
     "CrossCovariance", "DerivativeSensitivities", "GradientProjection", "NTKState", "derivative_sensitivities",
-    "finite_width_ntk_shifts", "network_slopes", "ntk_kurtosis_responses", "ntk_shifts", "ntk_states",
+    "finite_width_ntk_shifts", "finite_width_ntk_variances", "network_slopes", "ntk_kurtosis_responses", "ntk_shifts",
+    "ntk_states",
 ]
 
 Array = NDArray[np.float64]
@@ -69,7 +89,8 @@ class DerivativeSensitivities:
     named as in :class:`rmtbench.theory.finite_width.LayerSensitivities` (``f0`` the value; diagonal
     E φ'(√a ξ)² in ``d0`` with derivatives ``h1``, ``h2``), and the mixed moments of the NTK's fresh terms:
     ``q_square`` = E[φ̄(u_i)²φ'(u_i)φ'(u_j)], ``q_cross`` = E[(φ̄φ')(u_i)(φ̄φ')(u_j)] (n × n; diagonals unused)
-    and ``q_diag`` = E[φ̄(u)²φ'(u)²] (n,).
+    and ``q_diag`` = E[φ̄(u)²φ'(u)²] (n,); for the variance, ``s_cross`` = E[φ'(u_i)²φ'(u_j)²] (n × n, diagonal
+    unused) and ``s_diag`` = E φ'(u)⁴ (n,).
     """
 
     f0: Array
@@ -85,6 +106,8 @@ class DerivativeSensitivities:
     q_square: Array
     q_cross: Array
     q_diag: Array
+    s_cross: Array
+    s_diag: Array
 
 
 def derivative_sensitivities(act: Activation, K: Array, *, nodes: int = 48) -> DerivativeSensitivities:
@@ -110,12 +133,15 @@ def derivative_sensitivities(act: Activation, K: Array, *, nodes: int = 48) -> D
     pairs, diag = map_derivatives(kernel_map, lambda var: expectation(lambda t: dphi(t) ** 2, var), K)
     square_slope = lambda t: np.asarray(phi(t), dtype=float) ** 2 * dphi(t)  # noqa: E731
     product = lambda t: np.asarray(phi(t), dtype=float) * dphi(t)  # noqa: E731
+    slope_square = lambda t: np.asarray(dphi(t), dtype=float) ** 2  # noqa: E731
     rule = max(96, 2 * nodes)
     return DerivativeSensitivities(
         **pairs, d0=diag[0], h1=diag[1], h2=diag[2],
         q_square=mixed_moment(square_slope, dphi, a, K, kinks=act.kinks, nodes=rule, off_diagonal=True),
         q_cross=mixed_moment(product, product, a, K, kinks=act.kinks, nodes=rule, off_diagonal=True),
         q_diag=expectation(lambda t: product(t) ** 2, a),
+        s_cross=mixed_moment(slope_square, slope_square, a, K, kinks=act.kinks, nodes=rule, off_diagonal=True),
+        s_diag=expectation(lambda t: slope_square(t) ** 2, a),
     )
 
 
@@ -144,11 +170,24 @@ class GradientProjection:
 @dataclass(frozen=True, eq=False)  # arrays: no elementwise ==
 class NTKState:
     """First-order state of Θ_ℓ = K_ℓ + τ_ℓ (the NTK with the read-out on layer ℓ): ``shift`` = E Θ_ℓ − Θ∞_ℓ and,
-    when d_ℓ is known, the pair terms that the next layer's mean needs (None past the last width)."""
+    when d_ℓ is known (None past the last width), the pair terms that the next layer's mean needs, and the variance
+    terms of the module docstring, n × n with the diagonal pairs (i, i) on the diagonal: ``mean_variance`` = V_ℓ,
+    over the weights, of the NTK averaged over the read-out; ``gradient_square`` = N_ℓ and ``gradient_trace`` = R_ℓ,
+    whose sum is the read-out's own variance."""
 
     shift: Array
     cross: CrossCovariance | None = None
     projection: GradientProjection | None = None
+    mean_variance: Array | None = None
+    gradient_square: Array | None = None
+    gradient_trace: Array | None = None
+
+    @property
+    def variance(self) -> Array | None:
+        """Var NTK_ℓ,ij of one network, read-out drawn: V_ℓ + N_ℓ + R_ℓ (None past the last width)."""
+        if self.mean_variance is None or self.gradient_square is None or self.gradient_trace is None:
+            return None
+        return self.mean_variance + self.gradient_square + self.gradient_trace
 
 
 def ntk_states(layers: Sequence[LayerSensitivities], slopes: Sequence[DerivativeSensitivities],
@@ -185,9 +224,14 @@ def ntk_states(layers: Sequence[LayerSensitivities], slopes: Sequence[Derivative
             yield NTKState(above.shift + tau_shift)
             return
         inv_d = 1.0 / float(widths[ell])
+        variance = _variance_step(ck, slope, below, theta, state, inv_d, first=first)
+        square, trace = _readout_step(slope, theta, state, inv_d, first=first)
+        for matrix in (variance, square, trace):
+            copy_diagonal(matrix, duplicates)
         state = NTKState(above.shift + tau_shift,  # E Θ_ℓ − Θ∞_ℓ = S_ℓ + σ_ℓ
                          _cross_step(ck, slope, below, above, theta, state.cross, inv_d, first=first),
-                         _projection_step(ck, slope, theta, state.projection, inv_d, first=first))
+                         _projection_step(ck, slope, theta, state.projection, inv_d, first=first),
+                         variance, square, trace)
         yield state
         below, theta = above, (np.asarray(ntks[ell], dtype=float) if ell < depth - 1 else theta)
 
@@ -215,6 +259,44 @@ def _tau_shift(slope: DerivativeSensitivities, below: KernelState, theta: Array,
             + slope.h1 * x.diag + 2 * slope.h1 * p.diag)
     np.fill_diagonal(out, diag)
     return out
+
+
+def _variance_step(ck: LayerSensitivities, slope: DerivativeSensitivities, below: KernelState, theta: Array,
+                   state: NTKState, inv_d: float, *, first: bool) -> Array:
+    """V_ℓ (module docstring) from the CK state of layer ℓ − 1 (``below``) and its NTK ``state``."""
+    th = np.diagonal(theta)
+    # the layer's own: Var of φ̄_iφ̄_j + Θ∞_{ℓ−1,ij} φ'_iφ'_j over one row, over d_ℓ
+    out = (ck.g_cc + theta**2 * (slope.s_cross - slope.f0**2) + 2 * theta * (slope.q_cross - ck.f0 * slope.f0)) * inv_d
+    diag = (ck.g_aa + th**2 * (slope.s_diag - slope.d0**2) + 2 * th * (slope.q_diag - ck.h0 * slope.d0)) * inv_d
+    if not first:  # C_0 = X_0 = 0 and Θ_0 = XᵀX is fixed: the first layer has its own fluctuation only
+        assert below.v_aa is not None and below.v_ab is not None and below.v_ac is not None and below.v_cc is not None
+        assert state.cross is not None and state.mean_variance is not None
+        x = state.cross
+        m_i, m_j, m_c = ck.fa + theta * slope.fa, ck.fa.T + theta * slope.fa.T, ck.fc + theta * slope.fc
+        out = out + (m_i**2 * below.v_aa[:, None] + m_j**2 * below.v_aa[None, :] + m_c**2 * below.v_cc
+                     + 2 * (m_i * m_j * below.v_ab + m_i * m_c * below.v_ac + m_j * m_c * below.v_ac.T)
+                     + 2 * slope.f0 * (m_i * x.ii + m_j * x.jj + m_c * x.ij) + slope.f0**2 * state.mean_variance)
+        m = ck.h1 + th * slope.h1
+        diag = (diag + m**2 * below.v_aa + 2 * m * slope.d0 * x.diag
+                + slope.d0**2 * np.diagonal(state.mean_variance))
+    np.fill_diagonal(out, diag)
+    return out
+
+
+def _readout_step(slope: DerivativeSensitivities, theta: Array, state: NTKState, inv_d: float, *,
+                  first: bool) -> tuple[Array, Array]:
+    """N_ℓ and R_ℓ (module docstring; on the diagonal N = R) from those of layer ℓ − 1 in ``state``."""
+    th = np.diagonal(theta)
+    fresh, fresh_diag = theta**2 * slope.s_cross * inv_d, th**2 * slope.s_diag * inv_d
+    square, trace = fresh.copy(), fresh
+    if not first:
+        assert state.gradient_square is not None and state.gradient_trace is not None
+        square = square + np.outer(slope.d0, slope.d0) * state.gradient_square
+        trace = trace + slope.f0**2 * state.gradient_trace
+    diag = fresh_diag + (0.0 if first else slope.d0**2 * np.diagonal(state.gradient_square))
+    np.fill_diagonal(square, diag)
+    np.fill_diagonal(trace, diag)
+    return square, trace
 
 
 def _cross_step(ck: LayerSensitivities, slope: DerivativeSensitivities, below: KernelState, above: KernelState,
@@ -351,3 +433,35 @@ def finite_width_ntk_shifts(X: Array, activations: Sequence[object], widths: Seq
             for ell, V in enumerate(chain, start=k):
                 shifts[ell] = shifts[ell] + weight * V
     return shifts
+
+
+def finite_width_ntk_variances(X: Array, activations: Sequence[object], widths: Sequence[float], *, tau0: float,
+                               nodes: int = 48, kernels: DeepKernels | None = None) -> list[Array]:
+    """Var NTK_ℓ,ij for ℓ = 1..L, entry by entry (the diagonals hold Var NTK_ℓ,ii), to first order in 1/d.
+
+    The variance over Gaussian weights and a Gaussian read-out of the NTK of the network truncated after layer ℓ,
+    read-out included (module docstring: V_ℓ + N_ℓ + R_ℓ); exact at the first layer. Parameters as in
+    :func:`finite_width_ntk_shifts`, with all L widths. Nearly collinear pairs are NaN after the first layer;
+    duplicates copy the diagonal.
+
+    Examples
+    --------
+    One linear layer on orthonormal samples: NTK_1 = K_1 + XᵀX (Σ_m v_m²/d) with K_1 Wishart, so Var NTK_1,ij =
+    (1 + δ_ij)/d + 2δ_ij/d.
+
+    >>> V = finite_width_ntk_variances(np.eye(3), ["linear"], [8], tau0=1.0)
+    >>> bool(np.allclose(V[0], (1 + 3 * np.eye(3)) / 8))
+    True
+    """
+    from rmtbench.theory.deep import exact_kernels
+
+    X = np.asarray(X, dtype=float)
+    if len(widths) < len(activations):
+        raise ValueError(f"the variance of every layer needs {len(activations)} widths, got {len(widths)}")
+    if kernels is None or kernels.ntk is None:
+        kernels = exact_kernels(X, list(activations), tau0=tau0, ntk=True, nodes=nodes)
+    inputs = layer_inputs(X, activations, tau0=tau0, nodes=nodes, kernels=kernels.ck)
+    layers = input_sensitivities(inputs, nodes=nodes)
+    slopes = [derivative_sensitivities(act, K, nodes=nodes) for act, K in inputs]
+    states = ntk_states(layers, slopes, kernels.ntk, X.T @ X, widths, duplicates=duplicate_pairs(X))
+    return [state.variance for state in states if state.variance is not None]
