@@ -23,6 +23,7 @@ _PUBLIC: dict[str, str] = {
     "deep_conjugate_kernels": "rmtbench.api",
     "deep_conjugate_kernel_variances": "rmtbench.api",
     "deep_neural_tangent_kernels": "rmtbench.api",
+    "deep_neural_tangent_kernel_variances": "rmtbench.api",
     "hermite_coefficients": "rmtbench.api",
     "alpha_coefficients": "rmtbench.api",
     "ridge_mse_theory": "rmtbench.api",
@@ -54,8 +55,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # static analysers and IDEs see the real objects
     from rmtbench.activations import get_activation
     from rmtbench.api import (
-        RidgeTheory, alpha_coefficients, deep_conjugate_kernel_variances, deep_conjugate_kernels, deep_neural_tangent_kernels,
-        expected_kernel, expected_kernel_diag, gmm_linear_equivalent,
+        RidgeTheory, alpha_coefficients, deep_conjugate_kernel_variances, deep_conjugate_kernels,
+        deep_neural_tangent_kernel_variances, deep_neural_tangent_kernels, expected_kernel, expected_kernel_diag, gmm_linear_equivalent,
         hermite_coefficients, open_results, results_provenance, ridge_mse_theory, sphere_linear_equivalent,
         weight_kurtosis_kernel,
     )

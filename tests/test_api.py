@@ -255,3 +255,21 @@ def test_deep_neural_tangent_kernels_wrap_the_recursion_and_the_finite_width_mea
                                                                                    kurtosis=7.0)), rtol=1e-12, atol=1e-12)
     first = api.deep_neural_tangent_kernels(acts, X, weights=["ternary-eps0.9", "gaussian"])
     assert not np.allclose(first[0], infinite[0], rtol=1e-3) and np.isfinite(first).all()
+
+
+def test_deep_neural_tangent_kernel_variances_wrap_the_module():
+    """Rows are samples; the per-entry NTK variance of every layer exactly as the column-oriented module gives it,
+    symmetric, positive on the diagonal; all L widths are needed, and an activation with a jump is refused."""
+    from rmtbench.theory.finite_width_ntk import finite_width_ntk_variances
+
+    X = np.random.default_rng(3).standard_normal((9, 20)) / np.sqrt(20)
+    acts = ["relu", "tanh"]
+    tau0 = float(np.sqrt(np.mean(np.sum(X * X, axis=1))))
+    V = api.deep_neural_tangent_kernel_variances(acts, X, widths=[30, 60])
+    assert V.shape == (2, 9, 9)
+    np.testing.assert_allclose(V, np.stack(finite_width_ntk_variances(X.T, acts, [30, 60], tau0=tau0)), rtol=1e-12)
+    assert np.allclose(V, V.transpose(0, 2, 1)) and (np.diagonal(V, axis1=1, axis2=2) > 0).all()
+    with pytest.raises(ValueError, match="2 widths"):
+        api.deep_neural_tangent_kernel_variances(acts, X, widths=[30])
+    with pytest.raises(ValueError, match="sign has no pointwise derivative"):
+        api.deep_neural_tangent_kernel_variances(["relu", "sign"], X, widths=[30, 30])
