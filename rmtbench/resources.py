@@ -123,9 +123,9 @@ def estimate(cells: list[Any], *, step: str, block_rows: int = 1024) -> dict[str
             # the time is that of tanh on Fashion-MNIST (4% of its pairs take the 2-D rules), with a margin
             widths = len({c.get("d_over_n") for c in cells})
             memory += BYTES * (40 + 2 * depth) * n * n + 4 * 2 * widths * depth * n * n  # 2 fourth moments kept per layer
-            # the NTK's mean: the derivative kernels' 10 arrays and 2 mixed moments per layer, kept for every layer, and
-            # its per-pair state (10 n-by-n); one float32 n-by-n per width in the store
-            memory += BYTES * (13 * depth + 10) * n * n + 4 * widths * n * n
+            # the NTK's mean and variance: the derivative kernels' 10 arrays and 3 mixed moments per layer, kept for every
+            # layer, and its per-pair state (13 n-by-n); two float32 n-by-n per width in the store
+            memory += BYTES * (14 * depth + 13) * n * n + 4 * 2 * widths * n * n
             if any(law != "gaussian" for law in str(cell.get("weights", "gaussian")).split("+")):
                 # the responses to each layer's kurtosis, for every width: L(L+1)/2 float64 n-by-n, L² float32 in the store
                 memory += BYTES * depth * (depth + 1) // 2 * n * n + 4 * depth * depth * n * n

@@ -178,11 +178,11 @@ def test_non_gaussian_weights_add_their_kurtosis_terms_to_the_per_pair_mean(tmp_
 def test_the_ntk_gets_its_per_pair_mean_with_the_kurtosis_terms(tmp_path):
     """The theory stores the last layer's E NTK − NTK∞ per width and, shared by the non-Gaussian laws, its responses
     per unit kurtosis; each cell's prediction is what rmtbench.theory.finite_width_ntk computes directly for its
-    width and law (Rademacher: κ = −2), with the as-if-Gaussian rows beside it for other laws; a network with a
-    jump (sign) has no NTK and no NTK rows."""
+    width and law (Rademacher: κ = −2), with the as-if-Gaussian rows beside it for other laws; the NTK's variance
+    for Gaussian weights likewise; a network with a jump (sign) has no NTK and no NTK rows."""
     from rmtbench.experiments.common import cell_data
     from rmtbench.theory import deep
-    from rmtbench.theory.finite_width_ntk import finite_width_ntk_shifts
+    from rmtbench.theory.finite_width_ntk import finite_width_ntk_shifts, finite_width_ntk_variances
 
     config = _config(activations=[["relu", "erf"], ["relu", "sign"]], n=[32], d_over_n=[1.0, 2.0], seeds=4,
                      weights=["gaussian", "rademacher"])
@@ -205,14 +205,21 @@ def test_the_ntk_gets_its_per_pair_mean_with_the_kurtosis_terms(tmp_path):
     counts = ntk_rows.groupby("quantity").size().to_dict()
     assert counts == {"ntk_equivalent": 8, "ntk_equivalent_model": 8, "ntk_empirical": 4, "ntk_ones_excess": 4,
                       "ntk_empirical_per_pair": 4, "ntk_ones_excess_per_pair": 4,
-                      "ntk_empirical_per_pair_gaussian_law": 2, "ntk_ones_excess_per_pair_gaussian_law": 2}
+                      "ntk_empirical_per_pair_gaussian_law": 2, "ntk_ones_excess_per_pair_gaussian_law": 2,
+                      "ntk_variance_per_pair": 2, "ntk_fluctuation_per_pair": 2}  # the variance: Gaussian weights only
+    fluctuation = gathered["ntk_fluctuation_predicted"].sel(**where)
+    for ratio in (1.0, 2.0):
+        variance = finite_width_ntk_variances(data.X, ["relu", "erf"], [32 * ratio] * 2, tau0=tau0)[-1]
+        np.testing.assert_allclose(float(fluctuation.sel(d_over_n=ratio, weights="gaussian")), variance.sum() / 32,
+                                   rtol=1e-5)
+    assert fluctuation.sel(weights="rademacher").isnull().all()
     z = ntk_rows.loc[ntk_rows.quantity == "ntk_ones_excess_per_pair", "z_score"]
     assert z.notnull().all()  # four draws: the shared z rule gives z
 
 
 def test_fluctuation_rows_with_several_pairs_of_draws(tmp_path):
     """Eight draws make four pairs: the per-entry variance gets its floor, the total its z-score, relative error and
-    count of pairs."""
+    count of pairs; for the CK of every layer and for the network's NTK."""
     config = _config(activations=[["relu", "relu"]], n=[32], seeds=8)
     plan, gathered = _run(config, tmp_path)
     table = plan.kind.compare(gathered)
@@ -224,6 +231,12 @@ def test_fluctuation_rows_with_several_pairs_of_draws(tmp_path):
     assert gathered["ck_fluctuation"].sizes["draw_pair"] == 4
     sim = plan.kind.simulate(plan.cells[0], RunContext(data_dir=tmp_path))
     assert sim["ck_entry_variance"].dtype == np.float32 and np.isfinite(sim["ck_variance_floor_norm"]).all()
+    # the network's NTK: the same rows from the same draws (its per-entry variance includes the drawn read-out)
+    ntk = table[table.quantity == "ntk_fluctuation_per_pair"]
+    assert len(ntk) == 1 and ntk[["mean", "sem", "theory", "z_score", "rel_error"]].notna().all().all()
+    assert table.loc[table.quantity == "ntk_variance_per_pair", "mc_floor"].notna().all()
+    assert sim["ntk_entry_variance"].dtype == np.float32 and np.isfinite(float(sim["ntk_variance_floor_norm"]))
+    assert sim["ntk_fluctuation"].sizes["draw_pair"] == 4
     paths = plan.kind.plot(gathered, tmp_path / "figures")
     assert any(p.name.startswith("deep_ck_fluctuations-") for p in paths)
 

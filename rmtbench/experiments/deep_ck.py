@@ -23,7 +23,8 @@ Four comparisons come out:
 * one draw's fluctuation around the mean: the variance of every CK entry over the draws against the
   first-order Var K_ℓ,ij of :mod:`rmtbench.theory.finite_width`, entry by entry (spectral error
   against its Monte-Carlo floor) and in total, Σ_ij Var K_ℓ,ij / n = E‖K_ℓ − E K_ℓ‖²_F / n (z-score
-  over independent pairs of draws).
+  over independent pairs of draws); and the same for the network's NTK, whose variance over the weights and
+  the drawn read-out is :func:`rmtbench.theory.finite_width_ntk.finite_width_ntk_variances` (Gaussian weights).
 """
 from __future__ import annotations
 
@@ -124,6 +125,7 @@ class PerPairMoments(NamedTuple):
     kurtosis_responses: np.ndarray | None  # U_{k→ℓ} per unit κ_1, then κ_k/d_{k−1}: (k, ℓ, n, n), any width; 0 for ℓ < k
     variance_kurtosis_responses: np.ndarray | None  # d Var K_ℓ,ij/dκ_1, (ratio, layer, n, n)
     ntk_shifts: np.ndarray | None  # E NTK_L − NTK∞_L for Gaussian weights (rmtbench.theory.finite_width_ntk), (ratio, n, n)
+    ntk_variances: np.ndarray | None  # Var NTK_L,ij for Gaussian weights, read-out drawn, (ratio, n, n)
     ntk_kurtosis_responses: np.ndarray | None  # V_{k→L} per unit of the same weights as U: (k, n, n), any width
     excluded: int  # nearly collinear pairs left out
     why: str  # '' when none is
@@ -177,19 +179,20 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
             out[i, : len(layers)] = per_layer
         return out
 
-    def ntk(layers: list[Any], chain: list[list[np.ndarray]] | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def ntk(layers: list[Any], chain: list[list[np.ndarray]] | None
+            ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
         if ntks is None:
-            return None, None
+            return None, None, None
         slopes = network_slopes(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)  # once for every ratio
-        out = np.empty((len(ratios), n, n), dtype=np.float32)
+        out, variance = np.empty((len(ratios), n, n), dtype=np.float32), np.empty((len(ratios), n, n), dtype=np.float32)
         for i, r in enumerate(ratios):
-            for state in ntk_states(layers, slopes, ntks, X.T @ X, layer_widths(cell, depth, d_over_n=r)[: depth - 1],
+            for state in ntk_states(layers, slopes, ntks, X.T @ X, layer_widths(cell, depth, d_over_n=r),
                                     duplicates=duplicates):
-                out[i] = state.shift  # the last layer's is kept
+                out[i], variance[i] = state.shift, state.variance  # the last layer's are kept
         if chain is None:
-            return out, None
+            return out, variance, None
         V = ntk_kurtosis_responses(layers, slopes, ntks, X.T @ X, X, chain, duplicates=duplicates)
-        return out, np.array([v[-1] for v in V], dtype=np.float32)
+        return out, variance, np.array([v[-1] for v in V], dtype=np.float32)
 
     in_data = int(np.triu(collinear_pairs(X.T @ X) & ~duplicates, 1).sum())
     if in_data:  # their entries would be NaN from layer 2 on: skip the work
@@ -201,9 +204,15 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
             shifts[i, :1], variances[i, :1] = moments(first, r)
         # one layer of Gaussian weights: the NTK's mean is exact (shift 0) for every pair; otherwise it needs stencils
         ntk_first = None if ntks is None else np.full((len(ratios), n, n), 0.0 if depth == 1 else np.nan, dtype=np.float32)
+        ntk_variance = None if ntks is None else np.full((len(ratios), n, n), np.nan, dtype=np.float32)
+        if ntks is not None and depth == 1:  # the first layer's variance needs no stencil: exact for every pair
+            slopes = network_slopes(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
+            for i, r in enumerate(ratios):
+                ntk_variance[i] = next(ntk_states(first, slopes, ntks, X.T @ X, layer_widths(cell, depth, d_over_n=r),
+                                                  duplicates=duplicates)).variance
         ntk_kurtosis = None if ntks is None or not kurtosis else np.full((depth, n, n), np.nan, dtype=np.float32)
         return PerPairMoments(shifts, variances, responses(first, chains(first)), variance_responses(inputs, first),
-                              ntk_first, ntk_kurtosis, in_data, (
+                              ntk_first, ntk_variance, ntk_kurtosis, in_data, (
             f"{in_data} pairs of samples of the data are nearly collinear (1 - |rho| < 0.01, not duplicates): the "
             "first-order expansion does not hold for them, so the per-pair terms are computed at layer 1 only"))
     inputs = layer_inputs(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
@@ -236,6 +245,9 @@ def _per_pair_variables(terms: PerPairMoments) -> list[tuple[str, tuple[str, ...
         ("ntk_shift_per_pair", ("d_over_n", "row", "col"), terms.ntk_shifts,
          "first-order finite-width mean E NTK_L - NTK_inf,L of the network's NTK (last layer, read-out included), "
          "entry by entry, for Gaussian weights", "rmtbench.theory.finite_width_ntk"),
+        ("ntk_variance_per_pair", ("d_over_n", "row", "col"), terms.ntk_variances,
+         "first-order finite-width variance Var NTK_L,ij of the network's NTK (last layer, read-out drawn), entry by entry, "
+         "for Gaussian weights", "rmtbench.theory.finite_width_ntk.finite_width_ntk_variances"),
         ("ntk_kurtosis_response_per_pair", ("source_layer", "row", "col"), terms.ntk_kurtosis_responses,
          f"first-order change of E NTK_L {per_unit} (any width)",
          "rmtbench.theory.finite_width_ntk.ntk_kurtosis_responses"),
@@ -276,10 +288,11 @@ class DeepConjugateKernel(Experiment):
                                 "description": "Also compute the entry-by-entry first-order finite-width mean E K_l - K_inf,l "
                                                "(with the weight law's kurtosis term for non-Gaussian weights) and variance "
                                                "Var K_l,ij (rmtbench.theory.finite_width), and the last layer's NTK mean "
-                                               "E NTK_L - NTK_inf,L, with its kurtosis terms too "
-                                               "(rmtbench.theory.finite_width_ntk; about 40 n x n float64 arrays at the peak "
-                                               "plus 13 per layer for the NTK, and two n x n float32 matrices per width and "
-                                               "layer in the theory store, one more per width for the NTK, plus L x L and L "
+                                               "E NTK_L - NTK_inf,L, with its kurtosis terms too, and its variance "
+                                               "Var NTK_L,ij for Gaussian weights (rmtbench.theory.finite_width_ntk; about 40 n x n "
+                                               "float64 arrays at the peak plus 14 per layer for the NTK, and two n x n float32 "
+                                               "matrices per width and layer in the theory store, two more per width for the "
+                                               "NTK, plus L x L and L "
                                                "serving every width for non-Gaussian weights). Nearly collinear pairs of "
                                                "samples are left out (NaN)."},
         "width_profile": {"type": ["array", "null"], "items": POSITIVE, "minItems": 1, "default": None,
@@ -346,8 +359,9 @@ class DeepConjugateKernel(Experiment):
         per_draw = draw_kernel_graphs(nets, dask.delayed(data.X), n, ntk=ntk, sample_block=int(cell["sample_block"]),
                                       block_rows=ctx.block_rows)
         even, odd, ones = seed_sum_graphs(per_draw)
-        squares_even, squares_odd = seed_square_graphs(per_draw, layers=depth)  # seeds >= 2: both halves exist
-        pair_norms = pair_fluctuation_graphs(per_draw, layers=depth)
+        kernels = depth + ntk  # the L Grams, then the NTK
+        squares_even, squares_odd = seed_square_graphs(per_draw, layers=kernels)  # seeds >= 2: both halves exist
+        pair_norms = pair_fluctuation_graphs(per_draw, layers=kernels)
         even, odd, squares_even, squares_odd, *rest = compute(ctx.client, even, odd, squares_even, squares_odd, *ones,
                                                                *pair_norms)
         ones, pair_norms = rest[:seeds], rest[seeds:]
@@ -355,6 +369,7 @@ class DeepConjugateKernel(Experiment):
         mean = (even + odd) / seeds
         floor = _spectral_norms((even / n_even - odd / n_odd) / 2.0)
         variance, variance_floor = entry_variance((even, odd), (squares_even, squares_odd), seeds)
+        pair_norms = np.array(pair_norms).reshape(seeds // 2, kernels)
         eig = kernel_eigenvalues(mean[:depth])  # CK spectra only: the figures do not use the NTK's
         ones = np.array(ones)
         nan_matrix = np.full((n, n), np.nan, dtype=np.float32)
@@ -369,14 +384,20 @@ class DeepConjugateKernel(Experiment):
                 "ck_ones": (("seed", "layer"), ones[:, :depth], {"description": "1^T (Sigma_l^T Sigma_l) 1 / n per draw"}),
                 "ntk_ones": (("seed",), ones[:, depth] if ntk else np.full(seeds, np.nan)),
                 "ck_eigenvalues": (("layer", "eig"), eig, {"long_name": "eigenvalues of the seed-mean empirical CK"}),
-                "ck_entry_variance": (("layer", "row", "col"), variance.astype(np.float32),
+                "ck_entry_variance": (("layer", "row", "col"), variance[:depth].astype(np.float32),
                                       {"long_name": "variance of each CK entry over the draws",
                                        "description": "unbiased, from the sums of K and K*K over the draws (float32)"}),
-                "ck_variance_floor_norm": (("layer",), variance_floor,
+                "ck_variance_floor_norm": (("layer",), variance_floor[:depth],
                                            {"description": "||variance(even seeds) - variance(odd seeds)||/2: Monte-Carlo noise "
                                                            "of ck_entry_variance (NaN below four draws)"}),
-                "ck_fluctuation": (("draw_pair", "layer"), np.array(pair_norms).reshape(seeds // 2, depth),
+                "ck_fluctuation": (("draw_pair", "layer"), pair_norms[:, :depth],
                                    {"description": "||K_2k - K_2k+1||_F^2 / (2n) per pair of draws: mean sum_ij Var K_ij / n"}),
+                "ntk_entry_variance": (("row", "col"), variance[depth].astype(np.float32) if ntk else nan_matrix,
+                                       {"long_name": "variance of each NTK entry over the draws (weights and read-out)",
+                                        "description": "unbiased, from the sums of NTK and NTK*NTK over the draws (float32)"}),
+                "ntk_variance_floor_norm": ((), variance_floor[depth] if ntk else np.nan),
+                "ntk_fluctuation": (("draw_pair",), pair_norms[:, depth] if ntk else np.full(seeds // 2, np.nan),
+                                    {"description": "||NTK_2k - NTK_2k+1||_F^2 / (2n) per pair of draws"}),
                 "width": (("layer",), np.array(widths, dtype=float), {"long_name": "hidden width d_l"}),
                 "weight_kurtosis": (("layer",), np.array(weight_kurtosis(cell)),
                                     {"long_name": "excess kurtosis E w^4 - 3 of the weight entries of layer l"}),
@@ -506,6 +527,7 @@ QUANTITIES = [
     ("ntk_empirical", "ntk_error_empirical", "ntk_mc_floor"),
     ("ntk_empirical_per_pair", "ntk_error_empirical_per_pair", "ntk_mc_floor"),
     ("ntk_empirical_per_pair_gaussian_law", "ntk_error_empirical_per_pair_gaussian_law", "ntk_mc_floor"),
+    ("ntk_variance_per_pair", "ntk_error_variance", "ntk_variance_floor"),  # Gaussian weights only
 ]
 
 #: |z| from which a relative z-score row's error counts as resolved, and enters the fit of its rate in n.
@@ -525,7 +547,8 @@ class ZRow(NamedTuple):
 #: 1ᵀ(K − K_∞)1/n per draw against both finite-width means (0 at layer 1), and ‖K_2k − K_2k+1‖²_F/(2n) per
 #: pair of draws against Σ_ij Var K_ij / n. After layer 1 the last is biased by the next order, c/d relative:
 #: with many draws its z-scores are large by design, and rel_error·d measures c (docs/findings.md). The NTK's
-#: 1ᵀ(NTK − NTK_∞)1/n per draw against 0 (infinite width) and against its per-pair first-order mean.
+#: 1ᵀ(NTK − NTK_∞)1/n per draw against 0 (infinite width) and against its per-pair first-order mean, and
+#: ‖NTK_2k − NTK_2k+1‖²_F/(2n) against Σ_ij Var NTK_ij / n (Gaussian weights; the same next-order bias after layer 1).
 ONES = [ZRow("ck_ones_excess", "ck_ones_excess", "seed", "ck_ones_predicted", False),
         ZRow("ck_ones_excess_per_pair", "ck_ones_excess", "seed", "ck_ones_predicted_per_pair", False),
         ZRow("ck_ones_excess_per_pair_gaussian_law", "ck_ones_excess", "seed", "ck_ones_predicted_per_pair_gaussian_law", False),
@@ -535,12 +558,13 @@ ONES = [ZRow("ck_ones_excess", "ck_ones_excess", "seed", "ck_ones_predicted", Fa
         ZRow("ntk_ones_excess", "ntk_ones_excess", "seed", "ntk_ones_predicted", False),
         ZRow("ntk_ones_excess_per_pair", "ntk_ones_excess", "seed", "ntk_ones_predicted_per_pair", False),
         ZRow("ntk_ones_excess_per_pair_gaussian_law", "ntk_ones_excess", "seed", "ntk_ones_predicted_per_pair_gaussian_law",
-             False)]
+             False),
+        ZRow("ntk_fluctuation_per_pair", "ntk_fluctuation", "draw_pair", "ntk_fluctuation_predicted", True)]
 
 _KEEP_THEORY = ("ck_exact_eigenvalues", "ck_equivalent_eigenvalues", "ck_equivalent_error", "ck_equivalent_error_model", "ntk_equivalent_error", "ntk_equivalent_error_model",
                 "tau", "shift", "alpha", "beta", "kappa2", "rank_one", "per_pair_collinear_pairs", "ratio_alpha", "tau0", "stat_estimated",
                 "stat_class_fraction", "stat_t", "stat_T", "stat_psi_std")
-_KEEP_SIM = ("ck_eigenvalues", "width", "weight_kurtosis", "ck_ones", "ck_fluctuation")
+_KEEP_SIM = ("ck_eigenvalues", "width", "weight_kurtosis", "ck_ones", "ck_fluctuation", "ntk_fluctuation")
 
 
 def cell_summary(sim: Any, theory: Any) -> Any:
@@ -643,7 +667,9 @@ def ntk_summary(sim: Any, theory: Any, n: int, *, kappas: np.ndarray) -> dict[st
     against ``ntk_ones_predicted`` = 0 (infinite width); with the theory's per-pair shift,
     ``ntk_error_empirical_per_pair`` against NTK∞ + shift and ``ntk_ones_predicted_per_pair`` = 1ᵀshift1/n, the
     shift including the kurtosis terms of the layers' laws ``kappas``; for non-Gaussian laws ``*_gaussian_law``
-    is the same without them.
+    is the same without them. For Gaussian weights, with the theory's per-pair variance V (weights and read-out):
+    ``ntk_error_variance`` = ‖V_emp − V‖/‖V‖ for the per-entry variance over the draws, ``ntk_variance_floor`` its
+    noise over ‖V‖, and ``ntk_fluctuation_predicted`` = Σ_ij V_ij / n, the mean of the per-pair ``ntk_fluctuation``.
     """
     from rmtbench.theory.deep import relative_error, spectral_norm
 
@@ -668,6 +694,14 @@ def ntk_summary(sim: Any, theory: Any, n: int, *, kappas: np.ndarray) -> dict[st
         complete = bool(np.isfinite(shift).all())  # nearly collinear pairs are NaN: no per-pair rows then
         out[f"ntk_error_empirical_per_pair{suffix}"] = ((), relative_error(emp, exact + shift) if complete else np.nan)
         out[f"ntk_ones_predicted_per_pair{suffix}"] = ((), shift.sum() / n if complete else np.nan)
+    if "ntk_variance_per_pair" in theory and "ntk_entry_variance" in sim and not kappas.any():
+        predicted = np.asarray(theory["ntk_variance_per_pair"].values, dtype=float)
+        measured = np.asarray(sim["ntk_entry_variance"].values, dtype=float)
+        complete = bool(np.isfinite(predicted).all())
+        scale = spectral_norm(predicted) if complete else np.nan
+        out["ntk_error_variance"] = ((), spectral_norm(measured - predicted) / scale if complete else np.nan)
+        out["ntk_variance_floor"] = ((), float(sim["ntk_variance_floor_norm"]) / scale)
+        out["ntk_fluctuation_predicted"] = ((), predicted.sum() / n if complete else np.nan)
     return out
 
 
@@ -972,45 +1006,57 @@ def _style_legend(ax: Any, styles: list[tuple[str, str]]) -> None:
 
 
 def fluctuation_figures(ds: Any, outdir: Path) -> list[Path]:
-    """Measured over first-order Σ_ij Var K_ℓ,ij against the layer's width, one panel per layer."""
+    """Measured over first-order Σ_ij Var K_ℓ,ij against the layer's width, one panel per layer, and the network's
+    NTK (Gaussian weights) in a last panel."""
     from rmtbench.plots import COLORS, iterate_panels, log_axis, pyplot, save_figure
 
     if "ck_fluctuation_predicted" not in ds or "ck_fluctuation" not in ds:
         return []
     plt = pyplot()
     paths = []
+
+    def measured_over(sub: Any, measured: str, predicted: str) -> tuple[Any, Any]:
+        draws = sub[measured]
+        sem = draws.std("draw_pair", ddof=1) / np.sqrt(draws.count("draw_pair"))
+        return draws.mean("draw_pair") / sub[predicted], sem / sub[predicted]
+
     for key, sub in iterate_panels(ds, ["weights", "dataset"]):
-        ratio = sub["ck_fluctuation"].mean("draw_pair") / sub["ck_fluctuation_predicted"]
+        ratio, sem = measured_over(sub, "ck_fluctuation", "ck_fluctuation_predicted")
         as_gaussian = (sub["ck_fluctuation"].mean("draw_pair") / sub["ck_fluctuation_predicted_gaussian_law"]
                        if "ck_fluctuation_predicted_gaussian_law" in sub else None)  # non-Gaussian laws only
-        sem = (sub["ck_fluctuation"].std("draw_pair", ddof=1) / np.sqrt(sub["ck_fluctuation"].count("draw_pair"))
-               / sub["ck_fluctuation_predicted"])
-        layers = [layer for layer in sub["layer"].values if np.isfinite(ratio.sel(layer=layer).values).any()]
-        if not layers:
+        last = sub["layer"].values[-1]
+        panels = [(f"layer {layer}", f"width d_{layer}", ratio.sel(layer=layer), sem.sel(layer=layer),
+                   None if as_gaussian is None else as_gaussian.sel(layer=layer), sub["width"].sel(layer=layer))
+                  for layer in sub["layer"].values if np.isfinite(ratio.sel(layer=layer).values).any()]
+        if "ntk_fluctuation_predicted" in sub and "ntk_fluctuation" in sub:
+            ntk_ratio, ntk_sem = measured_over(sub, "ntk_fluctuation", "ntk_fluctuation_predicted")
+            if np.isfinite(ntk_ratio.values).any():
+                panels.append(("network NTK", f"width d_{last}", ntk_ratio, ntk_sem, None, sub["width"].sel(layer=last)))
+        if not panels:
             continue
-        fig, axes = plt.subplots(1, len(layers), figsize=(3.2 * len(layers), 3.0), squeeze=False, sharey=True)
-        for ax, layer in zip(axes[0], layers):
+        fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0), squeeze=False, sharey=True)
+        for ax, (title, xlabel, r, e_all, g_all, w_all) in zip(axes[0], panels):
             for i, acts in enumerate(sub["activations"].values):
                 for j, n in enumerate(sub["n"].values):
-                    cell = dict(activations=acts, n=n, layer=layer)
-                    y, e = ratio.sel(cell).values.astype(float), sem.sel(cell).values.astype(float)
-                    width = sub["width"].sel(cell).values.astype(float)
+                    cell = dict(activations=acts, n=n)
+                    y, e = r.sel(cell).values.astype(float), e_all.sel(cell).values.astype(float)
+                    width = w_all.sel(cell).values.astype(float)
                     ok = np.isfinite(y) & np.isfinite(width)
                     if ok.any():
                         bars = 2 * e[ok] if np.isfinite(e[ok]).all() else None  # one pair: no standard error, no bars
                         ax.errorbar(width[ok], y[ok], yerr=bars, fmt="os^v"[j % 4] + "-",
                                     color=COLORS[i % len(COLORS)], ms=3.5, capsize=2, label=f"{acts}, n={n}")
-                    g = None if as_gaussian is None else as_gaussian.sel(cell).values.astype(float)
+                    g = None if g_all is None else g_all.sel(cell).values.astype(float)
                     if g is not None and (ok & np.isfinite(g)).any():
                         ax.plot(width[ok], g[ok], "os^v"[j % 4] + "--", color=COLORS[i % len(COLORS)], ms=3.5,
                                 mfc="none", lw=0.8, label=f"{acts}, n={n}, as if Gaussian")
             ax.axhline(1.0, color="k", lw=0.8, ls=":")
             log_axis(ax, "x")
-            ax.set_xlabel(f"width d_{layer}")
-            ax.set_title(f"layer {layer}")
+            ax.set_xlabel(xlabel)
+            ax.set_title(title)
         axes[0][0].set_ylabel("measured / first-order")
         axes[0][-1].legend(fontsize=6)
-        fig.suptitle(f"CK fluctuations E||K - E K||_F^2 · W {key['weights']} · {key['dataset']}", y=1.03)
+        fig.suptitle(f"CK and NTK fluctuations E||K - E K||_F^2 · W {key['weights']} · {key['dataset']}", y=1.03)
         fig.tight_layout()
         caption = (
             f"One draw's fluctuation of the per-layer conjugate kernel of deep random MLPs on {key['dataset']} (weights "
@@ -1020,7 +1066,9 @@ def fluctuation_figures(ds: Any, outdir: Path) -> list[Path]:
             "the layer's width; bars are two standard errors over the pairs (none with a single pair). After layer 1 the first-order value has a "
             "relative error of order 1/d (the next order is not computed), so the points approach 1 like 1/d. For a "
             "non-Gaussian first layer the first-order value includes its kurtosis term (the data's localisation, which "
-            "does not fall with d); the open markers on dashed lines divide by the value as if the weights were Gaussian."
+            "does not fall with d); the open markers on dashed lines divide by the value as if the weights were Gaussian. "
+            "The last panel (Gaussian weights only) is the network's NTK, with its read-out drawn in each draw, against "
+            "rmtbench.theory.finite_width_ntk.finite_width_ntk_variances (the weights' part and the read-out's own)."
         )
         paths.append(save_figure(fig, outdir, f"deep_ck_fluctuations-{key['weights']}-{key['dataset']}", caption))
     return paths
