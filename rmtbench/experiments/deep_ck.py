@@ -359,9 +359,9 @@ class DeepConjugateKernel(Experiment):
         per_draw = draw_kernel_graphs(nets, dask.delayed(data.X), n, ntk=ntk, sample_block=int(cell["sample_block"]),
                                       block_rows=ctx.block_rows)
         even, odd, ones = seed_sum_graphs(per_draw)
-        kernels = depth + ntk  # the L Grams, then the NTK
-        squares_even, squares_odd = seed_square_graphs(per_draw, layers=kernels)  # seeds >= 2: both halves exist
-        pair_norms = pair_fluctuation_graphs(per_draw, layers=kernels)
+        stacked = depth + ntk  # the L Grams, then the NTK
+        squares_even, squares_odd = seed_square_graphs(per_draw, layers=stacked)  # seeds >= 2: both halves exist
+        pair_norms = pair_fluctuation_graphs(per_draw, layers=stacked)
         even, odd, squares_even, squares_odd, *rest = compute(ctx.client, even, odd, squares_even, squares_odd, *ones,
                                                                *pair_norms)
         ones, pair_norms = rest[:seeds], rest[seeds:]
@@ -369,7 +369,7 @@ class DeepConjugateKernel(Experiment):
         mean = (even + odd) / seeds
         floor = _spectral_norms((even / n_even - odd / n_odd) / 2.0)
         variance, variance_floor = entry_variance((even, odd), (squares_even, squares_odd), seeds)
-        pair_norms = np.array(pair_norms).reshape(seeds // 2, kernels)
+        pair_norms = np.array(pair_norms).reshape(seeds // 2, stacked)
         eig = kernel_eigenvalues(mean[:depth])  # CK spectra only: the figures do not use the NTK's
         ones = np.array(ones)
         nan_matrix = np.full((n, n), np.nan, dtype=np.float32)
