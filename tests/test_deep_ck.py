@@ -206,13 +206,18 @@ def test_the_ntk_gets_its_per_pair_mean_with_the_kurtosis_terms(tmp_path):
     assert counts == {"ntk_equivalent": 8, "ntk_equivalent_model": 8, "ntk_empirical": 4, "ntk_ones_excess": 4,
                       "ntk_empirical_per_pair": 4, "ntk_ones_excess_per_pair": 4,
                       "ntk_empirical_per_pair_gaussian_law": 2, "ntk_ones_excess_per_pair_gaussian_law": 2,
-                      "ntk_variance_per_pair": 2, "ntk_fluctuation_per_pair": 2}  # the variance: Gaussian weights only
+                      "ntk_variance_per_pair": 2, "ntk_fluctuation_per_pair": 2,  # the variance: Gaussian weights,
+                      "ntk_variance_per_pair_gaussian_law": 2, "ntk_fluctuation_per_pair_gaussian_law": 2}  # as if
     fluctuation = gathered["ntk_fluctuation_predicted"].sel(**where)
+    as_gaussian = gathered["ntk_fluctuation_predicted_gaussian_law"].sel(**where)
     for ratio in (1.0, 2.0):
         variance = finite_width_ntk_variances(data.X, ["relu", "erf"], [32 * ratio] * 2, tau0=tau0)[-1]
         np.testing.assert_allclose(float(fluctuation.sel(d_over_n=ratio, weights="gaussian")), variance.sum() / 32,
                                    rtol=1e-5)
-    assert fluctuation.sel(weights="rademacher").isnull().all()
+        np.testing.assert_allclose(float(as_gaussian.sel(d_over_n=ratio, weights="rademacher")), variance.sum() / 32,
+                                   rtol=1e-5)
+    # the law's own variance terms are not computed: no row claims them
+    assert fluctuation.sel(weights="rademacher").isnull().all() and as_gaussian.sel(weights="gaussian").isnull().all()
     z = ntk_rows.loc[ntk_rows.quantity == "ntk_ones_excess_per_pair", "z_score"]
     assert z.notnull().all()  # four draws: the shared z rule gives z
 

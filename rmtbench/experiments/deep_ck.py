@@ -527,7 +527,9 @@ QUANTITIES = [
     ("ntk_empirical", "ntk_error_empirical", "ntk_mc_floor"),
     ("ntk_empirical_per_pair", "ntk_error_empirical_per_pair", "ntk_mc_floor"),
     ("ntk_empirical_per_pair_gaussian_law", "ntk_error_empirical_per_pair_gaussian_law", "ntk_mc_floor"),
-    ("ntk_variance_per_pair", "ntk_error_variance", "ntk_variance_floor"),  # Gaussian weights only
+    ("ntk_variance_per_pair", "ntk_error_variance", "ntk_variance_floor"),  # Gaussian weights
+    # non-Gaussian weights: the Gaussian first-order variance, whose miss measures the law's (uncomputed) terms
+    ("ntk_variance_per_pair_gaussian_law", "ntk_error_variance_gaussian_law", "ntk_variance_floor_gaussian_law"),
 ]
 
 #: |z| from which a relative z-score row's error counts as resolved, and enters the fit of its rate in n.
@@ -548,7 +550,8 @@ class ZRow(NamedTuple):
 #: pair of draws against Σ_ij Var K_ij / n. After layer 1 the last is biased by the next order, c/d relative:
 #: with many draws its z-scores are large by design, and rel_error·d measures c (docs/findings.md). The NTK's
 #: 1ᵀ(NTK − NTK_∞)1/n per draw against 0 (infinite width) and against its per-pair first-order mean, and
-#: ‖NTK_2k − NTK_2k+1‖²_F/(2n) against Σ_ij Var NTK_ij / n (Gaussian weights; the same next-order bias after layer 1).
+#: ‖NTK_2k − NTK_2k+1‖²_F/(2n) against Σ_ij Var NTK_ij / n (the same next-order bias after layer 1; for non-Gaussian
+#: weights only as if they were Gaussian, the law's own terms not being computed).
 ONES = [ZRow("ck_ones_excess", "ck_ones_excess", "seed", "ck_ones_predicted", False),
         ZRow("ck_ones_excess_per_pair", "ck_ones_excess", "seed", "ck_ones_predicted_per_pair", False),
         ZRow("ck_ones_excess_per_pair_gaussian_law", "ck_ones_excess", "seed", "ck_ones_predicted_per_pair_gaussian_law", False),
@@ -559,7 +562,9 @@ ONES = [ZRow("ck_ones_excess", "ck_ones_excess", "seed", "ck_ones_predicted", Fa
         ZRow("ntk_ones_excess_per_pair", "ntk_ones_excess", "seed", "ntk_ones_predicted_per_pair", False),
         ZRow("ntk_ones_excess_per_pair_gaussian_law", "ntk_ones_excess", "seed", "ntk_ones_predicted_per_pair_gaussian_law",
              False),
-        ZRow("ntk_fluctuation_per_pair", "ntk_fluctuation", "draw_pair", "ntk_fluctuation_predicted", True)]
+        ZRow("ntk_fluctuation_per_pair", "ntk_fluctuation", "draw_pair", "ntk_fluctuation_predicted", True),
+        ZRow("ntk_fluctuation_per_pair_gaussian_law", "ntk_fluctuation", "draw_pair", "ntk_fluctuation_predicted_gaussian_law",
+             True)]
 
 _KEEP_THEORY = ("ck_exact_eigenvalues", "ck_equivalent_eigenvalues", "ck_equivalent_error", "ck_equivalent_error_model", "ntk_equivalent_error", "ntk_equivalent_error_model",
                 "tau", "shift", "alpha", "beta", "kappa2", "rank_one", "per_pair_collinear_pairs", "ratio_alpha", "tau0", "stat_estimated",
@@ -667,9 +672,10 @@ def ntk_summary(sim: Any, theory: Any, n: int, *, kappas: np.ndarray) -> dict[st
     against ``ntk_ones_predicted`` = 0 (infinite width); with the theory's per-pair shift,
     ``ntk_error_empirical_per_pair`` against NTK∞ + shift and ``ntk_ones_predicted_per_pair`` = 1ᵀshift1/n, the
     shift including the kurtosis terms of the layers' laws ``kappas``; for non-Gaussian laws ``*_gaussian_law``
-    is the same without them. For Gaussian weights, with the theory's per-pair variance V (weights and read-out):
+    is the same without them. With the theory's per-pair variance V (Gaussian weights; weights and read-out):
     ``ntk_error_variance`` = ‖V_emp − V‖/‖V‖ for the per-entry variance over the draws, ``ntk_variance_floor`` its
-    noise over ‖V‖, and ``ntk_fluctuation_predicted`` = Σ_ij V_ij / n, the mean of the per-pair ``ntk_fluctuation``.
+    noise over ‖V‖, and ``ntk_fluctuation_predicted`` = Σ_ij V_ij / n, the mean of the per-pair ``ntk_fluctuation``;
+    for non-Gaussian laws, whose own variance terms are not computed, the same three named ``*_gaussian_law``.
     """
     from rmtbench.theory.deep import relative_error, spectral_norm
 
@@ -694,14 +700,16 @@ def ntk_summary(sim: Any, theory: Any, n: int, *, kappas: np.ndarray) -> dict[st
         complete = bool(np.isfinite(shift).all())  # nearly collinear pairs are NaN: no per-pair rows then
         out[f"ntk_error_empirical_per_pair{suffix}"] = ((), relative_error(emp, exact + shift) if complete else np.nan)
         out[f"ntk_ones_predicted_per_pair{suffix}"] = ((), shift.sum() / n if complete else np.nan)
-    if "ntk_variance_per_pair" in theory and "ntk_entry_variance" in sim and not kappas.any():
+    if "ntk_variance_per_pair" in theory and "ntk_entry_variance" in sim:
+        # the weight law's own variance terms are not computed: non-Gaussian cells get the as-if-Gaussian rows only
+        suffix = "_gaussian_law" if kappas.any() else ""
         predicted = np.asarray(theory["ntk_variance_per_pair"].values, dtype=float)
         measured = np.asarray(sim["ntk_entry_variance"].values, dtype=float)
         complete = bool(np.isfinite(predicted).all())
         scale = spectral_norm(predicted) if complete else np.nan
-        out["ntk_error_variance"] = ((), spectral_norm(measured - predicted) / scale if complete else np.nan)
-        out["ntk_variance_floor"] = ((), float(sim["ntk_variance_floor_norm"]) / scale)
-        out["ntk_fluctuation_predicted"] = ((), predicted.sum() / n if complete else np.nan)
+        out[f"ntk_error_variance{suffix}"] = ((), spectral_norm(measured - predicted) / scale if complete else np.nan)
+        out[f"ntk_variance_floor{suffix}"] = ((), float(sim["ntk_variance_floor_norm"]) / scale)
+        out[f"ntk_fluctuation_predicted{suffix}"] = ((), predicted.sum() / n if complete else np.nan)
     return out
 
 
@@ -1028,10 +1036,17 @@ def fluctuation_figures(ds: Any, outdir: Path) -> list[Path]:
         panels = [(f"layer {layer}", f"width d_{layer}", ratio.sel(layer=layer), sem.sel(layer=layer),
                    None if as_gaussian is None else as_gaussian.sel(layer=layer), sub["width"].sel(layer=layer))
                   for layer in sub["layer"].values if np.isfinite(ratio.sel(layer=layer).values).any()]
-        if "ntk_fluctuation_predicted" in sub and "ntk_fluctuation" in sub:
-            ntk_ratio, ntk_sem = measured_over(sub, "ntk_fluctuation", "ntk_fluctuation_predicted")
-            if np.isfinite(ntk_ratio.values).any():
-                panels.append(("network NTK", f"width d_{last}", ntk_ratio, ntk_sem, None, sub["width"].sel(layer=last)))
+        if "ntk_fluctuation" in sub and ("ntk_fluctuation_predicted" in sub
+                                         or "ntk_fluctuation_predicted_gaussian_law" in sub):
+            if "ntk_fluctuation_predicted" in sub:
+                ntk_ratio, ntk_sem = measured_over(sub, "ntk_fluctuation", "ntk_fluctuation_predicted")
+            else:  # only non-Gaussian laws in the sweep: the as-if-Gaussian points alone
+                ntk_ratio = ntk_sem = sub["ntk_fluctuation"].mean("draw_pair") * np.nan
+            ntk_gaussian = (sub["ntk_fluctuation"].mean("draw_pair") / sub["ntk_fluctuation_predicted_gaussian_law"]
+                            if "ntk_fluctuation_predicted_gaussian_law" in sub else None)  # non-Gaussian laws only
+            if np.isfinite(ntk_ratio.values).any() or (ntk_gaussian is not None and np.isfinite(ntk_gaussian.values).any()):
+                panels.append(("network NTK", f"width d_{last}", ntk_ratio, ntk_sem, ntk_gaussian,
+                               sub["width"].sel(layer=last)))
         if not panels:
             continue
         fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0), squeeze=False, sharey=True)
@@ -1047,8 +1062,9 @@ def fluctuation_figures(ds: Any, outdir: Path) -> list[Path]:
                         ax.errorbar(width[ok], y[ok], yerr=bars, fmt="os^v"[j % 4] + "-",
                                     color=COLORS[i % len(COLORS)], ms=3.5, capsize=2, label=f"{acts}, n={n}")
                     g = None if g_all is None else g_all.sel(cell).values.astype(float)
-                    if g is not None and (ok & np.isfinite(g)).any():
-                        ax.plot(width[ok], g[ok], "os^v"[j % 4] + "--", color=COLORS[i % len(COLORS)], ms=3.5,
+                    shown = None if g is None else np.isfinite(g) & np.isfinite(width)
+                    if shown is not None and shown.any():
+                        ax.plot(width[shown], g[shown], "os^v"[j % 4] + "--", color=COLORS[i % len(COLORS)], ms=3.5,
                                 mfc="none", lw=0.8, label=f"{acts}, n={n}, as if Gaussian")
             ax.axhline(1.0, color="k", lw=0.8, ls=":")
             log_axis(ax, "x")
@@ -1067,8 +1083,9 @@ def fluctuation_figures(ds: Any, outdir: Path) -> list[Path]:
             "relative error of order 1/d (the next order is not computed), so the points approach 1 like 1/d. For a "
             "non-Gaussian first layer the first-order value includes its kurtosis term (the data's localisation, which "
             "does not fall with d); the open markers on dashed lines divide by the value as if the weights were Gaussian. "
-            "The last panel (Gaussian weights only) is the network's NTK, with its read-out drawn in each draw, against "
-            "rmtbench.theory.finite_width_ntk.finite_width_ntk_variances (the weights' part and the read-out's own)."
+            "The last panel is the network's NTK, with its read-out drawn in each draw, against "
+            "rmtbench.theory.finite_width_ntk.finite_width_ntk_variances (the weights' part and the read-out's own); for "
+            "non-Gaussian weights only as if they were Gaussian (open markers), the law's own terms not being computed."
         )
         paths.append(save_figure(fig, outdir, f"deep_ck_fluctuations-{key['weights']}-{key['dataset']}", caption))
     return paths
