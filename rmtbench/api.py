@@ -127,6 +127,18 @@ def _deep_inputs(X: ArrayLike, activations: Sequence[ActivationSpec],
     return rows.T, list(activations), _rms_norm(rows) if tau0 is None else float(tau0)
 
 
+def _ntk_inputs(X: ArrayLike, activations: Sequence[ActivationSpec],
+                tau0: float | None) -> tuple[NDArray[np.float64], list[ActivationSpec], float]:
+    """:func:`_deep_inputs`, after checking that every activation has the pointwise derivative an NTK needs."""
+    from rmtbench.activations import get_activation
+
+    for spec in activations:
+        act = get_activation(spec)
+        if act.derivative is None:
+            raise ValueError(f"{act.name} has no pointwise derivative (a jump): its NTK is not defined")
+    return _deep_inputs(X, activations, tau0)
+
+
 def expected_kernel(activation: ActivationSpec, X: ArrayLike, Y: ArrayLike | None = None, *, nodes: int = 48) -> NDArray[np.float64]:
     """K[i, j] = E_w[phi(w.x_i) phi(w.y_j)] for w ~ N(0, I_p): the limit of ``Phi^T Phi' / d``.
 
@@ -371,16 +383,11 @@ def deep_neural_tangent_kernels(activations: Sequence[ActivationSpec], X: ArrayL
     >>> bool(np.allclose(K[1], 3 * np.eye(3)))
     True
     """
-    from rmtbench.activations import get_activation
     from rmtbench.theory.deep import exact_kernels
     from rmtbench.theory.finite_width_ntk import finite_width_ntk_shifts
     from rmtbench.weights import layer_kurtosis
 
-    A, acts, tau0 = _deep_inputs(X, activations, tau0)
-    for spec in acts:
-        act = get_activation(spec)
-        if act.derivative is None:
-            raise ValueError(f"{act.name} has no pointwise derivative (a jump): its NTK is not defined")
+    A, acts, tau0 = _ntk_inputs(X, activations, tau0)
     kurtosis = layer_kurtosis(weights, len(acts))
     kernels = exact_kernels(A, acts, tau0=tau0, ntk=True, nodes=nodes)
     assert kernels.ntk is not None
@@ -416,14 +423,9 @@ def deep_neural_tangent_kernel_variances(activations: Sequence[ActivationSpec], 
     >>> bool(np.allclose(V[0], (1 + 3 * np.eye(3)) / 8))
     True
     """
-    from rmtbench.activations import get_activation
     from rmtbench.theory.finite_width_ntk import finite_width_ntk_variances
 
-    A, acts, tau0 = _deep_inputs(X, activations, tau0)
-    for spec in acts:
-        act = get_activation(spec)
-        if act.derivative is None:
-            raise ValueError(f"{act.name} has no pointwise derivative (a jump): its NTK is not defined")
+    A, acts, tau0 = _ntk_inputs(X, activations, tau0)
     return np.stack(finite_width_ntk_variances(A, acts, widths, tau0=tau0, nodes=nodes))
 
 

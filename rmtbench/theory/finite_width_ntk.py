@@ -414,21 +414,16 @@ def finite_width_ntk_shifts(X: Array, activations: Sequence[object], widths: Seq
     >>> float(np.abs(S[0]).max()), round(float(S[1][0, 0]), 6)  # layer 1 exact; 6/50 (CK) + 16/50 (gradients)
     (0.0, 0.44)
     """
-    from rmtbench.theory.deep import exact_kernels
     from rmtbench.theory.finite_width import kurtosis_responses, kurtosis_terms, kurtosis_weights, layer_values
 
     X = np.asarray(X, dtype=float)
     values = layer_values(kurtosis, len(activations))
-    if kernels is None or kernels.ntk is None:
-        kernels = exact_kernels(X, list(activations), tau0=tau0, ntk=True, nodes=nodes)
-    inputs = layer_inputs(X, activations, tau0=tau0, nodes=nodes, kernels=kernels.ck)
-    layers = input_sensitivities(inputs, nodes=nodes)
-    slopes = [derivative_sensitivities(act, K, nodes=nodes) for act, K in inputs]
+    ntks, layers, slopes = _network(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
     gram, duplicates = X.T @ X, duplicate_pairs(X)
-    shifts = ntk_shifts(layers, slopes, kernels.ntk, gram, widths, duplicates=duplicates)
+    shifts = ntk_shifts(layers, slopes, ntks, gram, widths, duplicates=duplicates)
     if any(values):
         ck = kurtosis_responses(layers, kurtosis_terms(layers, X), duplicates=duplicates)
-        responses = ntk_kurtosis_responses(layers, slopes, kernels.ntk, gram, X, ck, duplicates=duplicates)
+        responses = ntk_kurtosis_responses(layers, slopes, ntks, gram, X, ck, duplicates=duplicates)
         for k, (weight, chain) in enumerate(zip(kurtosis_weights(values, widths), responses)):
             for ell, V in enumerate(chain, start=k):
                 shifts[ell] = shifts[ell] + weight * V
@@ -453,15 +448,23 @@ def finite_width_ntk_variances(X: Array, activations: Sequence[object], widths: 
     >>> bool(np.allclose(V[0], (1 + 3 * np.eye(3)) / 8))
     True
     """
-    from rmtbench.theory.deep import exact_kernels
-
     X = np.asarray(X, dtype=float)
     if len(widths) < len(activations):
         raise ValueError(f"the variance of every layer needs {len(activations)} widths, got {len(widths)}")
+    ntks, layers, slopes = _network(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
+    states = ntk_states(layers, slopes, ntks, X.T @ X, widths, duplicates=duplicate_pairs(X))
+    return [state.variance for state in states if state.variance is not None]
+
+
+def _network(X: Array, activations: Sequence[object], *, tau0: float, nodes: int, kernels: DeepKernels | None
+             ) -> tuple[list[Array], list[LayerSensitivities], list[DerivativeSensitivities]]:
+    """NTK∞ of every layer (``kernels``' when given with the NTK), and every layer's CK and derivative-kernel
+    sensitivities at the infinite-width CKs: what :func:`ntk_states` takes besides the Gram and the widths."""
+    from rmtbench.theory.deep import exact_kernels
+
     if kernels is None or kernels.ntk is None:
         kernels = exact_kernels(X, list(activations), tau0=tau0, ntk=True, nodes=nodes)
+    assert kernels.ntk is not None
     inputs = layer_inputs(X, activations, tau0=tau0, nodes=nodes, kernels=kernels.ck)
-    layers = input_sensitivities(inputs, nodes=nodes)
-    slopes = [derivative_sensitivities(act, K, nodes=nodes) for act, K in inputs]
-    states = ntk_states(layers, slopes, kernels.ntk, X.T @ X, widths, duplicates=duplicate_pairs(X))
-    return [state.variance for state in states if state.variance is not None]
+    return (list(kernels.ntk), input_sensitivities(inputs, nodes=nodes),
+            [derivative_sensitivities(act, K, nodes=nodes) for act, K in inputs])
