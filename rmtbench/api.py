@@ -406,8 +406,8 @@ def deep_neural_tangent_kernel_variances(activations: Sequence[ActivationSpec], 
 
     One network's NTK has one drawn read-out v, so its variance is that of the NTK averaged over v (through the
     weights) plus the read-out's own, of the same order (:mod:`rmtbench.theory.finite_width_ntk`). Exact at the
-    first layer; after it the relative error is of order 1/d (c from about 3 for two relu layers to 20-27 for
-    relu-erf-abs on a Gaussian mixture; tests/test_finite_width_ntk.py). Entries of nearly collinear samples
+    first layer; after it the relative error is c/d (c about 3.5 for two relu layers, 5-13 for three, 11-52 for
+    relu-erf-abs on Gaussian mixtures; docs/findings.md). Entries of nearly collinear samples
     are NaN. The parameters are those of :func:`deep_neural_tangent_kernels`, with all L widths.
 
     Returns
