@@ -35,7 +35,8 @@ the diagonal's in every draw, so S_ij = S_ii exactly (:func:`duplicate_pairs`).
 
 Numerics. The derivatives of F_ℓ are central differences of
 :func:`rmtbench.theory.kernels.kernel_from_covariance` (closed form, Mehler series or 2-D rules,
-whichever the activation uses) with steps :data:`STEP` times each sample's variance: truncation about
+whichever the activation uses) with steps :data:`STEP` times each sample's variance (∂²F/∂a_i∂a_j is ¼∂²F/∂c²,
+by the heat equation below): truncation about
 STEP², round-off about 1e-16/STEP², far below the Monte-Carlo noise this is compared with. Where the
 kernel map switches evaluation path (the Mehler series at |ρ| = 0.7, variance-dependent node counts),
 the differences carry that path's quadrature error over the step: measured up to about 0.5% of a
@@ -174,7 +175,8 @@ def map_derivatives(kernel_map: Callable[[Array, Array, Array, bool], Array], di
     ----------
     kernel_map
         ``(var_a, var_b, cov, symmetric) -> n × n``: the map's off-diagonal entries F(a_i, a_j, c_ij)
-        (``symmetric``: the arguments are symmetric in (i, j), the upper triangle suffices).
+        (``symmetric``: the arguments are symmetric in (i, j), the upper triangle suffices). F must be a
+        Gaussian expectation E f(u)g(v) of fixed functions (so ∂²F/∂a_i∂a_j = ¼∂²F/∂c², used for ``fab``).
     diagonal
         ``var -> (n,)``: the map on the diagonal, h(a).
     K
@@ -200,15 +202,17 @@ def map_derivatives(kernel_map: Callable[[Array, Array, Array, bool], Array], di
 
     f0 = F()
     a_plus, a_minus, c_plus, c_minus = F(da=1), F(da=-1), F(dc=1), F(dc=-1)
-    si, sj = s[:, None], s[None, :]
+    si = s[:, None]
     derivatives = {
         "fa": (a_plus - a_minus) / (2 * si),
         "fc": (c_plus - c_minus) / (2 * sc),
         "faa": (a_plus - 2 * f0 + a_minus) / si**2,
-        "fab": (F(da=1, db=1) - F(da=1, db=-1) - F(da=-1, db=1) + F(da=-1, db=-1)) / (4 * si * sj),
         "fac": (F(da=1, dc=1) - F(da=1, dc=-1) - F(da=-1, dc=1) + F(da=-1, dc=-1)) / (4 * si * sc),
         "fcc": (c_plus - 2 * f0 + c_minus) / sc**2,
     }
+    # Heat equation: ∂/∂a_i = ½∂²_u and ∂/∂c = ∂_u∂_v under the Gaussian, so ∂²F/∂a_i∂a_j = ¼∂²F/∂c²
+    # exactly; this saves the four-point stencil in (a_i, a_j), 3 of the 10.5 map evaluations.
+    derivatives["fab"] = derivatives["fcc"] / 4
     collinear = collinear_pairs(K)
     for value in derivatives.values():  # the stencils reach past |ρ| = 1 there
         value[collinear] = np.nan
