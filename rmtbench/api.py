@@ -400,15 +400,19 @@ def deep_neural_tangent_kernels(activations: Sequence[ActivationSpec], X: ArrayL
 
 
 def deep_neural_tangent_kernel_variances(activations: Sequence[ActivationSpec], X: ArrayLike, *, widths: Sequence[float],
-                                         tau0: float | None = None, nodes: int = 48) -> NDArray[np.float64]:
+                                         tau0: float | None = None, nodes: int = 48, weights: Any = "gaussian"
+                                         ) -> NDArray[np.float64]:
     """Variance over the weights and the read-out of every entry of the NTK of :func:`deep_neural_tangent_kernels`, to
-    first order in 1/d, for Gaussian weights.
+    first order in 1/d.
 
     One network's NTK has one drawn read-out v, so its variance is that of the NTK averaged over v (through the
     weights) plus the read-out's own, of the same order (:mod:`rmtbench.theory.finite_width_ntk`). Exact at the
-    first layer; after it the relative error is c/d (c about 3.5 for two relu layers, 5-13 for three, 11-52 for
-    relu-erf-abs on Gaussian mixtures; docs/findings.md). Entries of nearly collinear samples
-    are NaN. The parameters are those of :func:`deep_neural_tangent_kernels`, with all L widths.
+    first layer for Gaussian weights; after it the relative error is c/d (c about 3.5 for two relu layers, 5-13 for
+    three, 11-52 for relu-erf-abs on Gaussian mixtures; docs/findings.md). Entries of nearly collinear samples
+    are NaN. The parameters are those of :func:`deep_neural_tangent_kernels`, with all L widths. ``weights``: as for
+    :func:`deep_conjugate_kernel_variances`, the first layer's law adds its first-order term
+    (:func:`rmtbench.theory.finite_width_ntk.ntk_variance_kurtosis_responses`); the later layers' laws change the
+    variance at O(κ/d²) only.
 
     Returns
     -------
@@ -424,9 +428,11 @@ def deep_neural_tangent_kernel_variances(activations: Sequence[ActivationSpec], 
     True
     """
     from rmtbench.theory.finite_width_ntk import finite_width_ntk_variances
+    from rmtbench.weights import layer_kurtosis
 
     A, acts, tau0 = _ntk_inputs(X, activations, tau0)
-    return np.stack(finite_width_ntk_variances(A, acts, widths, tau0=tau0, nodes=nodes))
+    kurtosis = layer_kurtosis(weights, len(acts))
+    return np.stack(finite_width_ntk_variances(A, acts, widths, tau0=tau0, nodes=nodes, kurtosis=kurtosis))
 
 
 # -- linear equivalents of the kernel --------------------------------------------------------------

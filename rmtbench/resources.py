@@ -133,7 +133,10 @@ def estimate(cells: list[Any], *, step: str, block_rows: int = 1024) -> dict[str
                 # the variance's response to the first law: the later layers' sensitivities at two moved kernels
                 # (17 n-by-n each), three fourth-moment maps' stencils; L float32 n-by-n per width in the store
                 memory += BYTES * (34 * depth + 20) * n * n + 4 * widths * depth * n * n
-                flops += depth * n * n * 150000
+                # and the NTK's: the derivative kernels' too (14 n-by-n per layer and move), four more moment maps'
+                # stencils; one float32 n-by-n per width in the store
+                memory += BYTES * (28 * depth + 20) * n * n + 4 * widths * n * n
+                flops += depth * n * n * 300000
             flops += depth * n * n * 300000  # the NTK's mean about doubles it (docs/findings.md)
         seconds = flops / (FLOPS_PER_SECOND * threads)
     return {"threads": threads, "memory": float(memory), "seconds": float(seconds)}

@@ -269,6 +269,10 @@ def test_deep_neural_tangent_kernel_variances_wrap_the_module():
     assert V.shape == (2, 9, 9)
     np.testing.assert_allclose(V, np.stack(finite_width_ntk_variances(X.T, acts, [30, 60], tau0=tau0)), rtol=1e-12)
     assert np.allclose(V, V.transpose(0, 2, 1)) and (np.diagonal(V, axis1=1, axis2=2) > 0).all()
+    ternary = api.deep_neural_tangent_kernel_variances(acts, X, widths=[30, 60], weights=["ternary-eps0.9", "gaussian"])
+    np.testing.assert_allclose(ternary, np.stack(finite_width_ntk_variances(X.T, acts, [30, 60], tau0=tau0,
+                                                                            kurtosis=[7.0, 0.0])), rtol=1e-12)
+    assert np.abs(ternary - V).max() > 0.01 * np.abs(V).max()  # the first layer's law is not ignored
     with pytest.raises(ValueError, match="2 widths"):
         api.deep_neural_tangent_kernel_variances(acts, X, widths=[30])
     with pytest.raises(ValueError, match="sign has no pointwise derivative"):

@@ -179,7 +179,8 @@ def test_the_ntk_gets_its_per_pair_mean_with_the_kurtosis_terms(tmp_path):
     """The theory stores the last layer's E NTK − NTK∞ per width and, shared by the non-Gaussian laws, its responses
     per unit kurtosis; each cell's prediction is what rmtbench.theory.finite_width_ntk computes directly for its
     width and law (Rademacher: κ = −2), with the as-if-Gaussian rows beside it for other laws; the NTK's variance
-    for Gaussian weights likewise; a network with a jump (sign) has no NTK and no NTK rows."""
+    likewise (the first law's term from the stored responses per unit κ_1); a network with a jump (sign) has no NTK
+    and no NTK rows."""
     from rmtbench.experiments.common import cell_data
     from rmtbench.theory import deep
     from rmtbench.theory.finite_width_ntk import finite_width_ntk_shifts, finite_width_ntk_variances
@@ -206,18 +207,19 @@ def test_the_ntk_gets_its_per_pair_mean_with_the_kurtosis_terms(tmp_path):
     assert counts == {"ntk_equivalent": 8, "ntk_equivalent_model": 8, "ntk_empirical": 4, "ntk_ones_excess": 4,
                       "ntk_empirical_per_pair": 4, "ntk_ones_excess_per_pair": 4,
                       "ntk_empirical_per_pair_gaussian_law": 2, "ntk_ones_excess_per_pair_gaussian_law": 2,
-                      "ntk_variance_per_pair": 2, "ntk_fluctuation_per_pair": 2,  # the variance: Gaussian weights,
-                      "ntk_variance_per_pair_gaussian_law": 2, "ntk_fluctuation_per_pair_gaussian_law": 2}  # as if
+                      "ntk_variance_per_pair": 4, "ntk_fluctuation_per_pair": 4,
+                      "ntk_variance_per_pair_gaussian_law": 2, "ntk_fluctuation_per_pair_gaussian_law": 2}
     fluctuation = gathered["ntk_fluctuation_predicted"].sel(**where)
     as_gaussian = gathered["ntk_fluctuation_predicted_gaussian_law"].sel(**where)
     for ratio in (1.0, 2.0):
-        variance = finite_width_ntk_variances(data.X, ["relu", "erf"], [32 * ratio] * 2, tau0=tau0)[-1]
-        np.testing.assert_allclose(float(fluctuation.sel(d_over_n=ratio, weights="gaussian")), variance.sum() / 32,
-                                   rtol=1e-5)
-        np.testing.assert_allclose(float(as_gaussian.sel(d_over_n=ratio, weights="rademacher")), variance.sum() / 32,
-                                   rtol=1e-5)
-    # the law's own variance terms are not computed: no row claims them
-    assert fluctuation.sel(weights="rademacher").isnull().all() and as_gaussian.sel(weights="gaussian").isnull().all()
+        widths = [32 * ratio] * 2
+        variance = finite_width_ntk_variances(data.X, ["relu", "erf"], widths, tau0=tau0)[-1].sum() / 32
+        moved = finite_width_ntk_variances(data.X, ["relu", "erf"], widths, tau0=tau0, kurtosis=-2.0)[-1].sum() / 32
+        np.testing.assert_allclose(float(fluctuation.sel(d_over_n=ratio, weights="gaussian")), variance, rtol=1e-5)
+        np.testing.assert_allclose(float(fluctuation.sel(d_over_n=ratio, weights="rademacher")), moved, rtol=1e-4)
+        np.testing.assert_allclose(float(as_gaussian.sel(d_over_n=ratio, weights="rademacher")), variance, rtol=1e-5)
+        assert abs(moved - variance) > 0.01 * variance  # the law's term is there: the checks have teeth
+    assert as_gaussian.sel(weights="gaussian").isnull().all()
     z = ntk_rows.loc[ntk_rows.quantity == "ntk_ones_excess_per_pair", "z_score"]
     assert z.notnull().all()  # four draws: the shared z rule gives z
 

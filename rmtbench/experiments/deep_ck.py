@@ -8,9 +8,9 @@ activation list), is the exact infinite-width CK and NTK of every layer (Gaussia
 Gu+22 linear equivalents, and two finite-width terms: the rank-one term of pitfall P12 and the
 entry-by-entry first-order mean of :mod:`rmtbench.theory.finite_width`, with the entries' variance, and
 the last layer's NTK mean of :mod:`rmtbench.theory.finite_width_ntk` (option ``per_pair_correction``).
-For non-Gaussian weights the per-pair means add each layer's kurtosis term, Σ_k κ_k U_{k→ℓ}, and the variance
-the first layer's, κ_1 R_ℓ: the theory (one per data set, activation list and "Gaussian or not") stores the
-responses U (and the NTK's) and R per unit kurtosis, and each cell's summary weights them with its own laws' κ.
+For non-Gaussian weights the per-pair means add each layer's kurtosis term, Σ_k κ_k U_{k→ℓ}, and the variances
+(CK and NTK) the first layer's, κ_1 R_ℓ: the theory (one per data set, activation list and "Gaussian or not") stores
+the responses U and R per unit kurtosis (and the NTK's), and each cell's summary weights them with its own laws' κ.
 Four comparisons come out:
 
 * linear equivalent against the exact infinite-width kernel (theory against theory: Gu+22's claim),
@@ -24,7 +24,8 @@ Four comparisons come out:
   first-order Var K_ℓ,ij of :mod:`rmtbench.theory.finite_width`, entry by entry (spectral error
   against its Monte-Carlo floor) and in total, Σ_ij Var K_ℓ,ij / n = E‖K_ℓ − E K_ℓ‖²_F / n (z-score
   over independent pairs of draws); and the same for the network's NTK, whose variance over the weights and
-  the drawn read-out is :func:`rmtbench.theory.finite_width_ntk.finite_width_ntk_variances` (Gaussian weights).
+  the drawn read-out is :func:`rmtbench.theory.finite_width_ntk.finite_width_ntk_variances`, with the first layer's
+  kurtosis term for non-Gaussian weights.
 """
 from __future__ import annotations
 
@@ -127,6 +128,7 @@ class PerPairMoments(NamedTuple):
     ntk_shifts: np.ndarray | None  # E NTK_L − NTK∞_L for Gaussian weights (rmtbench.theory.finite_width_ntk), (ratio, n, n)
     ntk_variances: np.ndarray | None  # Var NTK_L,ij for Gaussian weights, read-out drawn, (ratio, n, n)
     ntk_kurtosis_responses: np.ndarray | None  # V_{k→L} per unit of the same weights as U: (k, n, n), any width
+    ntk_variance_kurtosis_responses: np.ndarray | None  # d Var NTK_L,ij/dκ_1, (ratio, n, n)
     excluded: int  # nearly collinear pairs left out
     why: str  # '' when none is
 
@@ -148,7 +150,9 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
         collinear_pairs, duplicate_pairs, input_sensitivities, kurtosis_responses, kurtosis_terms, layer_inputs,
         propagate_moments, variance_kurtosis_responses,
     )
-    from rmtbench.theory.finite_width_ntk import network_slopes, ntk_kurtosis_responses, ntk_states
+    from rmtbench.theory.finite_width_ntk import (
+        network_slopes, ntk_kurtosis_responses, ntk_states, ntk_variance_kurtosis_responses,
+    )
 
     depth, duplicates = len(activations), duplicate_pairs(X)
     n, nodes = X.shape[1], int(cell["kernel_nodes"])
@@ -179,10 +183,10 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
             out[i, : len(layers)] = per_layer
         return out
 
-    def ntk(layers: list[Any], chain: list[list[np.ndarray]] | None
-            ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    def ntk(inputs: list[Any], layers: list[Any], chain: list[list[np.ndarray]] | None
+            ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
         if ntks is None:
-            return None, None, None
+            return None, None, None, None
         slopes = network_slopes(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)  # once for every ratio
         out, variance = np.empty((len(ratios), n, n), dtype=np.float32), np.empty((len(ratios), n, n), dtype=np.float32)
         for i, r in enumerate(ratios):
@@ -190,9 +194,12 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
                                     duplicates=duplicates):
                 out[i], variance[i] = state.shift, state.variance  # the last layer's are kept
         if chain is None:
-            return out, variance, None
+            return out, variance, None, None
         V = ntk_kurtosis_responses(layers, slopes, ntks, X.T @ X, X, chain, duplicates=duplicates)
-        return out, variance, np.array([v[-1] for v in V], dtype=np.float32)
+        width_sets = [layer_widths(cell, depth, d_over_n=r) for r in ratios]
+        R = ntk_variance_kurtosis_responses(inputs, layers, slopes, ntks, X, width_sets, nodes=nodes, duplicates=duplicates)
+        return (out, variance, np.array([v[-1] for v in V], dtype=np.float32),
+                np.array([r[-1] for r in R], dtype=np.float32))
 
     in_data = int(np.triu(collinear_pairs(X.T @ X) & ~duplicates, 1).sum())
     if in_data:  # their entries would be NaN from layer 2 on: skip the work
@@ -211,8 +218,9 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
                 ntk_variance[i] = next(ntk_states(first, slopes, ntks, X.T @ X, layer_widths(cell, depth, d_over_n=r),
                                                   duplicates=duplicates)).variance
         ntk_kurtosis = None if ntks is None or not kurtosis else np.full((depth, n, n), np.nan, dtype=np.float32)
+        ntk_variance_kurtosis = None if ntk_kurtosis is None else np.full((len(ratios), n, n), np.nan, dtype=np.float32)
         return PerPairMoments(shifts, variances, responses(first, chains(first)), variance_responses(inputs, first),
-                              ntk_first, ntk_variance, ntk_kurtosis, in_data, (
+                              ntk_first, ntk_variance, ntk_kurtosis, ntk_variance_kurtosis, in_data, (
             f"{in_data} pairs of samples of the data are nearly collinear (1 - |rho| < 0.01, not duplicates): the "
             "first-order expansion does not hold for them, so the per-pair terms are computed at layer 1 only"))
     inputs = layer_inputs(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
@@ -221,7 +229,7 @@ def per_pair_moments(cell: Cell, X: np.ndarray, activations: list[Any], ratios: 
     later = int(np.triu(np.isnan(variances).any(axis=(0, 1)), 1).sum())
     chain = chains(layers)
     return PerPairMoments(shifts, variances, responses(layers, chain), variance_responses(inputs, layers),
-                          *ntk(layers, chain), later, (
+                          *ntk(inputs, layers, chain), later, (
         f"{later} pairs of samples become nearly collinear (1 - |rho| < 0.01) at some layer: outside the expansion, "
         "their entries are NaN, and the per-pair rows of the layers after it with them" if later else ""))
 
@@ -247,10 +255,15 @@ def _per_pair_variables(terms: PerPairMoments) -> list[tuple[str, tuple[str, ...
          "entry by entry, for Gaussian weights", "rmtbench.theory.finite_width_ntk"),
         ("ntk_variance_per_pair", ("d_over_n", "row", "col"), terms.ntk_variances,
          "first-order finite-width variance Var NTK_L,ij of the network's NTK (last layer, read-out drawn), entry by entry, "
-         "for Gaussian weights", "rmtbench.theory.finite_width_ntk.finite_width_ntk_variances"),
+         "for Gaussian weights (the first law's term: ntk_variance_kurtosis_response_per_pair)",
+         "rmtbench.theory.finite_width_ntk.finite_width_ntk_variances"),
         ("ntk_kurtosis_response_per_pair", ("source_layer", "row", "col"), terms.ntk_kurtosis_responses,
          f"first-order change of E NTK_L {per_unit} (any width)",
          "rmtbench.theory.finite_width_ntk.ntk_kurtosis_responses"),
+        ("ntk_variance_kurtosis_response_per_pair", ("d_over_n", "row", "col"), terms.ntk_variance_kurtosis_responses,
+         "first-order change of Var NTK_L,ij per unit kappa_1 (the first layer's law, through the data's localisation; "
+         "the later layers' change it at O(kappa/d^2))",
+         "rmtbench.theory.finite_width_ntk.ntk_variance_kurtosis_responses"),
     ]
 
 
@@ -289,7 +302,7 @@ class DeepConjugateKernel(Experiment):
                                                "(with the weight law's kurtosis term for non-Gaussian weights) and variance "
                                                "Var K_l,ij (rmtbench.theory.finite_width), and the last layer's NTK mean "
                                                "E NTK_L - NTK_inf,L, with its kurtosis terms too, and its variance "
-                                               "Var NTK_L,ij for Gaussian weights (rmtbench.theory.finite_width_ntk; about 40 n x n "
+                                               "Var NTK_L,ij, with the first law's term (rmtbench.theory.finite_width_ntk; about 40 n x n "
                                                "float64 arrays at the peak plus 14 per layer for the NTK, and two n x n float32 "
                                                "matrices per width and layer in the theory store, two more per width for the "
                                                "NTK, plus L x L and L "
@@ -527,8 +540,7 @@ QUANTITIES = [
     ("ntk_empirical", "ntk_error_empirical", "ntk_mc_floor"),
     ("ntk_empirical_per_pair", "ntk_error_empirical_per_pair", "ntk_mc_floor"),
     ("ntk_empirical_per_pair_gaussian_law", "ntk_error_empirical_per_pair_gaussian_law", "ntk_mc_floor"),
-    ("ntk_variance_per_pair", "ntk_error_variance", "ntk_variance_floor"),  # Gaussian weights
-    # non-Gaussian weights: the Gaussian first-order variance, whose miss measures the law's (uncomputed) terms
+    ("ntk_variance_per_pair", "ntk_error_variance", "ntk_variance_floor"),
     ("ntk_variance_per_pair_gaussian_law", "ntk_error_variance_gaussian_law", "ntk_variance_floor_gaussian_law"),
 ]
 
@@ -550,8 +562,8 @@ class ZRow(NamedTuple):
 #: pair of draws against Σ_ij Var K_ij / n. After layer 1 the last is biased by the next order, c/d relative:
 #: with many draws its z-scores are large by design, and rel_error·d measures c (docs/findings.md). The NTK's
 #: 1ᵀ(NTK − NTK_∞)1/n per draw against 0 (infinite width) and against its per-pair first-order mean, and
-#: ‖NTK_2k − NTK_2k+1‖²_F/(2n) against Σ_ij Var NTK_ij / n (the same next-order bias after layer 1; for non-Gaussian
-#: weights only as if they were Gaussian, the law's own terms not being computed).
+#: ‖NTK_2k − NTK_2k+1‖²_F/(2n) against Σ_ij Var NTK_ij / n (the same next-order bias after layer 1). For non-Gaussian
+#: weights, each ``*_gaussian_law`` row is the same without the law's terms.
 ONES = [ZRow("ck_ones_excess", "ck_ones_excess", "seed", "ck_ones_predicted", False),
         ZRow("ck_ones_excess_per_pair", "ck_ones_excess", "seed", "ck_ones_predicted_per_pair", False),
         ZRow("ck_ones_excess_per_pair_gaussian_law", "ck_ones_excess", "seed", "ck_ones_predicted_per_pair_gaussian_law", False),
@@ -672,10 +684,11 @@ def ntk_summary(sim: Any, theory: Any, n: int, *, kappas: np.ndarray) -> dict[st
     against ``ntk_ones_predicted`` = 0 (infinite width); with the theory's per-pair shift,
     ``ntk_error_empirical_per_pair`` against NTK∞ + shift and ``ntk_ones_predicted_per_pair`` = 1ᵀshift1/n, the
     shift including the kurtosis terms of the layers' laws ``kappas``; for non-Gaussian laws ``*_gaussian_law``
-    is the same without them. With the theory's per-pair variance V (Gaussian weights; weights and read-out):
-    ``ntk_error_variance`` = ‖V_emp − V‖/‖V‖ for the per-entry variance over the draws, ``ntk_variance_floor`` its
-    noise over ‖V‖, and ``ntk_fluctuation_predicted`` = Σ_ij V_ij / n, the mean of the per-pair ``ntk_fluctuation``;
-    for non-Gaussian laws, whose own variance terms are not computed, the same three named ``*_gaussian_law``.
+    is the same without them. With the theory's per-pair variance V (weights and read-out; for non-Gaussian laws
+    with the first layer's kurtosis term, :func:`kurtosis_variance`): ``ntk_error_variance`` = ‖V_emp − V‖/‖V‖ for
+    the per-entry variance over the draws, ``ntk_variance_floor`` its noise over ‖V‖, and
+    ``ntk_fluctuation_predicted`` = Σ_ij V_ij / n, the mean of the per-pair ``ntk_fluctuation``; for non-Gaussian
+    laws the same three named ``*_gaussian_law`` without that term.
     """
     from rmtbench.theory.deep import relative_error, spectral_norm
 
@@ -701,15 +714,18 @@ def ntk_summary(sim: Any, theory: Any, n: int, *, kappas: np.ndarray) -> dict[st
         out[f"ntk_error_empirical_per_pair{suffix}"] = ((), relative_error(emp, exact + shift) if complete else np.nan)
         out[f"ntk_ones_predicted_per_pair{suffix}"] = ((), shift.sum() / n if complete else np.nan)
     if "ntk_variance_per_pair" in theory and "ntk_entry_variance" in sim:
-        # the weight law's own variance terms are not computed: non-Gaussian cells get the as-if-Gaussian rows only
-        suffix = "_gaussian_law" if kappas.any() else ""
-        predicted = np.asarray(theory["ntk_variance_per_pair"].values, dtype=float)
+        gaussian = np.asarray(theory["ntk_variance_per_pair"].values, dtype=float)
+        variances = [("", gaussian)]
+        if kappas.any():
+            added = kurtosis_variance(kappas, theory.get("ntk_variance_kurtosis_response_per_pair"))
+            variances = [("", gaussian + added), ("_gaussian_law", gaussian)]
         measured = np.asarray(sim["ntk_entry_variance"].values, dtype=float)
-        complete = bool(np.isfinite(predicted).all())
-        scale = spectral_norm(predicted) if complete else np.nan
-        out[f"ntk_error_variance{suffix}"] = ((), spectral_norm(measured - predicted) / scale if complete else np.nan)
-        out[f"ntk_variance_floor{suffix}"] = ((), float(sim["ntk_variance_floor_norm"]) / scale)
-        out[f"ntk_fluctuation_predicted{suffix}"] = ((), predicted.sum() / n if complete else np.nan)
+        for suffix, predicted in variances:
+            complete = bool(np.isfinite(predicted).all())
+            scale = spectral_norm(predicted) if complete else np.nan
+            out[f"ntk_error_variance{suffix}"] = ((), spectral_norm(measured - predicted) / scale if complete else np.nan)
+            out[f"ntk_variance_floor{suffix}"] = ((), float(sim["ntk_variance_floor_norm"]) / scale)
+            out[f"ntk_fluctuation_predicted{suffix}"] = ((), predicted.sum() / n if complete else np.nan)
     return out
 
 
@@ -1084,8 +1100,8 @@ def fluctuation_figures(ds: Any, outdir: Path) -> list[Path]:
             "non-Gaussian first layer the first-order value includes its kurtosis term (the data's localisation, which "
             "does not fall with d); the open markers on dashed lines divide by the value as if the weights were Gaussian. "
             "The last panel is the network's NTK, with its read-out drawn in each draw, against "
-            "rmtbench.theory.finite_width_ntk.finite_width_ntk_variances (the weights' part and the read-out's own); for "
-            "non-Gaussian weights only as if they were Gaussian (open markers), the law's own terms not being computed."
+            "rmtbench.theory.finite_width_ntk.finite_width_ntk_variances (the weights' part and the read-out's own), "
+            "with the first layer's kurtosis term for non-Gaussian weights, and open markers as for the CK."
         )
         paths.append(save_figure(fig, outdir, f"deep_ck_fluctuations-{key['weights']}-{key['dataset']}", caption))
     return paths

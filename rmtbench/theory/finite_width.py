@@ -85,7 +85,8 @@ from rmtbench.activations import Activation
 __all__ = [
     "COLLINEAR_MARGIN", "STEP", "FiniteWidthMoments", "KernelState", "LayerSensitivities", "collinear_pairs",
     "KURTOSIS_STEP", "copy_diagonal", "data_fourth_moments", "duplicate_pairs", "edgeworth_term", "finite_width_moments",
-    "finite_width_shifts", "input_sensitivities", "first_layer_gamma_change", "kurtosis_responses", "kurtosis_terms", "kurtosis_weights",
+    "finite_width_shifts", "input_sensitivities", "first_layer_gamma_change", "kurtosis_responses", "kurtosis_step",
+    "kurtosis_terms", "kurtosis_weights",
     "layer_inputs", "layer_sensitivities", "layer_states", "layer_values", "linear_change", "map_derivatives",
     "network_sensitivities", "propagate", "propagate_moments", "variance_kurtosis_responses",
 ]
@@ -508,13 +509,7 @@ def variance_kurtosis_responses(inputs: Sequence[tuple[Activation, Array]], laye
     """
     change = first_layer_gamma_change(inputs[0][0], X, layers[0], nodes=nodes)
     U = kurtosis_terms(layers[:1], X)[0]  # the first layer's kurtosis term of the mean: the next layer's input moves
-    h = 1.0
-    if len(layers) > 1:
-        a = np.clip(np.diagonal(inputs[1][1]), 0.0, None)
-        scale = np.sqrt(np.outer(a, a))
-        relative = np.divide(np.abs(U), scale, out=np.zeros_like(U), where=scale > 0)
-        top = float(np.nanmax(relative, initial=0.0))
-        h = KURTOSIS_STEP / top if top > 0 else 1.0
+    h = kurtosis_step(inputs, U)
 
     def moved(sign: float) -> list[LayerSensitivities]:
         first = layers[0]
@@ -535,6 +530,19 @@ def variance_kurtosis_responses(inputs: Sequence[tuple[Activation, Array]], laye
         up, down = (_layer_moments(m, widths, duplicates) for m in (plus, minus))
         responses.append([(vp - vm) / (2.0 * h) for (_, vp), (_, vm) in zip(up, down)])
     return responses
+
+
+def kurtosis_step(inputs: Sequence[tuple[Activation, Array]], U: Array) -> float:
+    """Step h in κ_1 of the central differences that linearise the deeper layers in κ_1: h·U, the first layer's
+    kurtosis term of the mean, moves the second layer's input kernel by at most :data:`KURTOSIS_STEP` relative
+    (1 for a single layer, where nothing is moved)."""
+    if len(inputs) < 2:
+        return 1.0
+    a = np.clip(np.diagonal(inputs[1][1]), 0.0, None)
+    scale = np.sqrt(np.outer(a, a))
+    relative = np.divide(np.abs(U), scale, out=np.zeros_like(U), where=scale > 0)
+    top = float(np.nanmax(relative, initial=0.0))
+    return KURTOSIS_STEP / top if top > 0 else 1.0
 
 
 def _variance(v_aa: Array, v_cc: Array, duplicates: NDArray[np.bool_] | None) -> Array:

@@ -1,4 +1,4 @@
-"""First-order finite-width mean of a deep random network's NTK, entry by entry.
+"""First-order finite-width mean and variance of a deep random network's NTK, entry by entry.
 
 The network and notation of :mod:`rmtbench.theory.finite_width` (Gaussian weights, no 1/√fan-in: the
 scale sits in Σ_ℓ = φ̄(W_ℓΣ_{ℓ−1})/√d_ℓ). Write T_ℓ[m, m', i, j] = Σ_θ ∂Σ_ℓ,mi/∂θ ∂Σ_ℓ,m'j/∂θ over the
@@ -56,13 +56,14 @@ from N_0 = R_0 = 0. So Var NTK_ℓ,ij = V_ℓ + N_ℓ + R_ℓ (law of total vari
 
 Nearly collinear pairs are NaN and duplicate samples copy the diagonal, as for the CK. The derivative
 kernel must exist (φ' with no Dirac mass, i.e. φ continuous); Θ is the NTK of all weights, the
-read-out included. Weights of excess kurtosis κ add first-order terms of their own
-(:func:`ntk_kurtosis_responses`), as they do for the CK.
+read-out included. Weights of excess kurtosis κ add first-order terms of their own, as they do for the CK: to
+the mean every layer's (:func:`ntk_kurtosis_responses`), to the variance the first layer's, through the data's
+localisation (:func:`ntk_variance_kurtosis_responses`; the later layers' laws change it at O(κ/d²)).
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -76,8 +77,8 @@ from rmtbench.theory.finite_width import (
 
 __all__ = [
     "CrossCovariance", "DerivativeSensitivities", "GradientProjection", "NTKState", "derivative_sensitivities",
-    "finite_width_ntk_shifts", "finite_width_ntk_variances", "network_slopes", "ntk_kurtosis_responses", "ntk_shifts",
-    "ntk_states",
+    "finite_width_ntk_shifts", "finite_width_ntk_variances", "first_layer_slope_change", "network_slopes",
+    "ntk_kurtosis_responses", "ntk_shifts", "ntk_states", "ntk_variance_kurtosis_responses",
 ]
 
 Array = NDArray[np.float64]
@@ -387,6 +388,140 @@ def ntk_kurtosis_responses(layers: Sequence[LayerSensitivities], slopes: Sequenc
     return out
 
 
+def first_layer_slope_change(act: Activation, X: Array, slope: DerivativeSensitivities, *, nodes: int = 48
+                             ) -> dict[str, Array]:
+    """Change of the first layer's derivative kernel and NTK moments per unit κ_1: the fields ``f0``, ``d0``, ``q_square``,
+    ``q_cross``, ``q_diag``, ``s_cross`` and ``s_diag`` of ``slope`` (:func:`derivative_sensitivities` of ``act`` at XᵀX
+    with the same ``nodes``).
+
+    Each is a Gaussian expectation E f(u_i)g(u_j) (or E (fg)(u_i) on the diagonal) and gains the first Edgeworth term of
+    the data's localisation (:func:`rmtbench.theory.finite_width.edgeworth_term`), from the second derivatives of its
+    map: the derivative kernel's in ``slope``, the others' by central differences of
+    :func:`rmtbench.theory.kernels.mixed_moment` (:func:`rmtbench.theory.finite_width.map_derivatives`), the NTK's
+    analogue of :func:`rmtbench.theory.finite_width.first_layer_gamma_change`. Nearly collinear pairs are NaN.
+    """
+    from rmtbench.quadrature import gaussian_expectations
+    from rmtbench.theory.finite_width import data_fourth_moments, edgeworth_term, kurtosis_terms
+    from rmtbench.theory.kernels import mixed_moment
+
+    assert act.derivative is not None
+    X = np.asarray(X, dtype=float)
+    K, t, rule = X.T @ X, data_fourth_moments(X), max(96, 2 * nodes)
+    phi, dphi = act.phi, act.derivative
+
+    def slope_of(u: Array) -> Array:
+        return np.asarray(dphi(u), dtype=float)
+
+    def product(u: Array) -> Array:  # φ̄φ'
+        return np.asarray(phi(u), dtype=float) * slope_of(u)
+
+    def slope_square(u: Array) -> Array:  # φ'²
+        return slope_of(u) ** 2
+
+    def square_slope(u: Array) -> Array:  # φ̄²φ'
+        return np.asarray(phi(u), dtype=float) ** 2 * slope_of(u)
+
+    def pair_map(f: Callable[[Array], Array], g: Callable[[Array], Array]) -> Callable[[Array, Array, Array, bool], Array]:
+        return lambda var_a, var_b, cov, _: mixed_moment(f, g, var_a, cov, kinks=act.kinks, nodes=rule, off_diagonal=True,
+                                                         variances_b=var_b)
+
+    def on_diagonal(f: Callable[[Array], Array]) -> Callable[[Array], Array]:
+        return lambda var: gaussian_expectations(lambda u: f(u) ** 2, np.sqrt(var), kinks=act.kinks, nodes=40)
+
+    def change(f: Callable[[Array], Array], g: Callable[[Array], Array], diagonal: Callable[[Array], Array]) -> Array:
+        m, diag = map_derivatives(pair_map(f, g), diagonal, K)
+        if f is g:
+            return edgeworth_term(t, m["faa"], m["fac"], m["fcc"], diag[2])
+        swapped, _ = map_derivatives(pair_map(g, f), diagonal, K)  # its a_j side
+        return edgeworth_term(t, m["faa"], m["fac"], m["fcc"], diag[2], faa_b=swapped["faa"].T, fac_b=swapped["fac"].T)
+
+    square = change(slope_square, slope_square, on_diagonal(slope_square))  # δE φ'_i²φ'_j², δE φ'⁴ on the diagonal
+    cross = change(product, product, on_diagonal(product))  # δE (φ̄φ')_i(φ̄φ')_j, δE φ̄²φ'² on the diagonal
+    slopes = kurtosis_terms([slope], X, maps=[slope])[0]  # δF', δE φ'² on the diagonal
+    return {"f0": slopes, "d0": np.diagonal(slopes).copy(),
+            "q_square": change(square_slope, slope_of, lambda var: np.zeros_like(var)),  # its diagonal is not used
+            "q_cross": cross, "q_diag": np.diagonal(cross).copy(),
+            "s_cross": square, "s_diag": np.diagonal(square).copy()}
+
+
+def ntk_variance_kurtosis_responses(inputs: Sequence[tuple[Activation, Array]], layers: Sequence[LayerSensitivities],
+                                    slopes: Sequence[DerivativeSensitivities], ntks: Sequence[Array], X: Array,
+                                    width_sets: Sequence[Sequence[float]], *, nodes: int = 48,
+                                    duplicates: NDArray[np.bool_] | None = None) -> list[list[Array]]:
+    """d Var NTK_ℓ,ij / dκ_1 for ℓ = 1..L, per set of widths: the first layer's weight kurtosis in the NTK's variance.
+
+    As for the CK (:func:`rmtbench.theory.finite_width.variance_kurtosis_responses`), the data's localisation moves the
+    variance at first order, by a relative O(κ_1·T) that does not fall with d, in two ways: the first layer's own
+    moments (its Γ_1, and E φ'_iφ'_j, E φ'_i²φ'_j², E φ̄_iφ̄_jφ'_iφ'_j, E φ̄_i²φ'_iφ'_j of :func:`first_layer_slope_change`,
+    each with its Edgeworth term), and every later layer's sensitivities and Θ∞, taken at the kernels the first
+    layer's kurtosis term moved (K∞_1 + κ_1 U_1, Θ∞_1 + κ_1 (U_1 + A'_1 ∘ XᵀX), then the infinite-width recursion).
+    The whole of :func:`ntk_states` is differenced centrally in κ_1, with the step of
+    :func:`rmtbench.theory.finite_width.kurtosis_step`. The later layers' own laws change the variance at O(κ/d²).
+
+    Parameters
+    ----------
+    inputs
+        Each layer's centred activation and input kernel (:func:`rmtbench.theory.finite_width.layer_inputs`).
+    layers, slopes
+        Their CK and derivative-kernel sensitivities (same ``nodes``).
+    ntks
+        NTK∞_1, ..., NTK∞_L.
+    X
+        Data, ``p × n``.
+    width_sets
+        Each a list d_1, ..., d_L (all L widths).
+    nodes, duplicates
+        As for :func:`derivative_sensitivities` and :func:`ntk_states`.
+
+    Returns
+    -------
+    list of lists of ndarray
+        ``out[w][ℓ − 1]``, n × n (the diagonal holds d Var NTK_ii/dκ_1); NaN where the variance is, and at the
+        first layer's nearly collinear pairs (the Edgeworth terms need the stencils there).
+    """
+    from rmtbench.theory.finite_width import (
+        first_layer_gamma_change, kurtosis_step, kurtosis_terms, layer_sensitivities,
+    )
+
+    X = np.asarray(X, dtype=float)
+    gram = X.T @ X
+    act = inputs[0][0]
+    gamma = dict(zip(("g_aa", "g_ab", "g_ac", "g_cc"), first_layer_gamma_change(act, X, layers[0], nodes=nodes)))
+    moments = first_layer_slope_change(act, X, slopes[0], nodes=nodes)
+    U = kurtosis_terms(layers[:1], X)[0]
+    gamma.update(f0=U, h0=np.diagonal(U).copy())  # the first layer's E φ̄_iφ̄_j, where the NTK's covariances use it
+    theta_change = np.nan_to_num(U + moments["f0"] * gram)  # Θ_1 = K_1 + F'_1 ∘ XᵀX (diagonals included)
+    h = kurtosis_step(inputs, U)
+
+    def moved(sign: float) -> tuple[list[LayerSensitivities], list[DerivativeSensitivities], list[Array]]:
+        step = sign * h
+        cks = [replace(layers[0], **{name: getattr(layers[0], name) + step * d for name, d in gamma.items()})]
+        derivs = [replace(slopes[0], **{name: getattr(slopes[0], name) + step * d for name, d in moments.items()})]
+        theta = np.asarray(ntks[0], dtype=float) + step * theta_change
+        thetas = [theta]
+        if len(layers) > 1:
+            K = inputs[1][1] + step * np.nan_to_num(U)  # nearly collinear pairs stay NaN in the first layer's change
+            for act_above, _ in inputs[1:]:
+                ck, slope = layer_sensitivities(act_above, K, nodes=nodes), derivative_sensitivities(act_above, K, nodes=nodes)
+                cks.append(ck)
+                derivs.append(slope)
+                K = ck.f0.copy()
+                np.fill_diagonal(K, ck.h0)
+                carried = theta * slope.f0
+                np.fill_diagonal(carried, np.diagonal(theta) * slope.d0)
+                theta = K + carried  # Θ∞_ℓ = K∞_ℓ + Θ∞_{ℓ−1} ∘ K'_ℓ at the moved kernels
+                thetas.append(theta)
+        return cks, derivs, thetas
+
+    plus, minus = moved(1.0), moved(-1.0)
+    responses = []
+    for widths in width_sets:
+        up, down = ([state.variance for state in ntk_states(*m[:2], m[2], gram, widths, duplicates=duplicates)
+                     if state.variance is not None] for m in (plus, minus))
+        responses.append([(vp - vm) / (2.0 * h) for vp, vm in zip(up, down)])
+    return responses
+
+
 def network_slopes(X: Array, activations: Sequence[object], *, tau0: float, nodes: int = 48,
                    kernels: Sequence[Array] | None = None) -> list[DerivativeSensitivities]:
     """:class:`DerivativeSensitivities` of every layer at the infinite-width CKs (they do not depend on d).
@@ -418,7 +553,7 @@ def finite_width_ntk_shifts(X: Array, activations: Sequence[object], widths: Seq
 
     X = np.asarray(X, dtype=float)
     values = layer_values(kurtosis, len(activations))
-    ntks, layers, slopes = _network(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
+    _, ntks, layers, slopes = _network(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
     gram, duplicates = X.T @ X, duplicate_pairs(X)
     shifts = ntk_shifts(layers, slopes, ntks, gram, widths, duplicates=duplicates)
     if any(values):
@@ -431,13 +566,16 @@ def finite_width_ntk_shifts(X: Array, activations: Sequence[object], widths: Seq
 
 
 def finite_width_ntk_variances(X: Array, activations: Sequence[object], widths: Sequence[float], *, tau0: float,
-                               nodes: int = 48, kernels: DeepKernels | None = None) -> list[Array]:
+                               nodes: int = 48, kernels: DeepKernels | None = None,
+                               kurtosis: float | Sequence[float] = 0.0) -> list[Array]:
     """Var NTK_ℓ,ij for ℓ = 1..L, entry by entry (the diagonals hold Var NTK_ℓ,ii), to first order in 1/d.
 
-    The variance over Gaussian weights and a Gaussian read-out of the NTK of the network truncated after layer ℓ,
-    read-out included (module docstring: V_ℓ + N_ℓ + R_ℓ); exact at the first layer. Parameters as in
-    :func:`finite_width_ntk_shifts`, with all L widths. Nearly collinear pairs are NaN after the first layer;
-    duplicates copy the diagonal.
+    The variance over the weights and a Gaussian read-out of the NTK of the network truncated after layer ℓ,
+    read-out included (module docstring: V_ℓ + N_ℓ + R_ℓ); exact at the first layer for Gaussian weights. Parameters
+    as in :func:`finite_width_ntk_shifts`, with all L widths; ``kurtosis`` adds the first layer's term, κ_1 times
+    :func:`ntk_variance_kurtosis_responses` (the later layers' laws change the variance at O(κ/d²) only). Nearly
+    collinear pairs are NaN after the first layer (with a non-Gaussian first layer, at it too); duplicates copy
+    the diagonal.
 
     Examples
     --------
@@ -448,23 +586,33 @@ def finite_width_ntk_variances(X: Array, activations: Sequence[object], widths: 
     >>> bool(np.allclose(V[0], (1 + 3 * np.eye(3)) / 8))
     True
     """
+    from rmtbench.theory.finite_width import layer_values
+
     X = np.asarray(X, dtype=float)
     if len(widths) < len(activations):
         raise ValueError(f"the variance of every layer needs {len(activations)} widths, got {len(widths)}")
-    ntks, layers, slopes = _network(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
-    states = ntk_states(layers, slopes, ntks, X.T @ X, widths, duplicates=duplicate_pairs(X))
-    return [state.variance for state in states if state.variance is not None]
+    kappa_1 = layer_values(kurtosis, len(activations))[0]
+    inputs, ntks, layers, slopes = _network(X, activations, tau0=tau0, nodes=nodes, kernels=kernels)
+    duplicates = duplicate_pairs(X)
+    states = ntk_states(layers, slopes, ntks, X.T @ X, widths, duplicates=duplicates)
+    variances = [state.variance for state in states if state.variance is not None]
+    if kappa_1:
+        responses = ntk_variance_kurtosis_responses(inputs, layers, slopes, ntks, X, [widths], nodes=nodes,
+                                                    duplicates=duplicates)[0]
+        variances = [V + kappa_1 * R for V, R in zip(variances, responses)]
+    return variances
 
 
 def _network(X: Array, activations: Sequence[object], *, tau0: float, nodes: int, kernels: DeepKernels | None
-             ) -> tuple[list[Array], list[LayerSensitivities], list[DerivativeSensitivities]]:
-    """NTK∞ of every layer (``kernels``' when given with the NTK), and every layer's CK and derivative-kernel
-    sensitivities at the infinite-width CKs: what :func:`ntk_states` takes besides the Gram and the widths."""
+             ) -> tuple[list[tuple[Activation, Array]], list[Array], list[LayerSensitivities], list[DerivativeSensitivities]]:
+    """Each layer's centred activation and input kernel, NTK∞ of every layer (``kernels``' when given with the NTK),
+    and every layer's CK and derivative-kernel sensitivities at the infinite-width CKs: what :func:`ntk_states` takes
+    besides the Gram and the widths."""
     from rmtbench.theory.deep import exact_kernels
 
     if kernels is None or kernels.ntk is None:
         kernels = exact_kernels(X, list(activations), tau0=tau0, ntk=True, nodes=nodes)
     assert kernels.ntk is not None
     inputs = layer_inputs(X, activations, tau0=tau0, nodes=nodes, kernels=kernels.ck)
-    return (list(kernels.ntk), input_sensitivities(inputs, nodes=nodes),
+    return (inputs, list(kernels.ntk), input_sensitivities(inputs, nodes=nodes),
             [derivative_sensitivities(act, K, nodes=nodes) for act, K in inputs])
