@@ -486,17 +486,18 @@ def ntk_variance_kurtosis_responses(inputs: Sequence[tuple[Activation, Array]], 
     X = np.asarray(X, dtype=float)
     gram = X.T @ X
     act = inputs[0][0]
-    gamma = dict(zip(("g_aa", "g_ab", "g_ac", "g_cc"), first_layer_gamma_change(act, X, layers[0], nodes=nodes)))
-    moments = first_layer_slope_change(act, X, slopes[0], nodes=nodes)
     U = kurtosis_terms(layers[:1], X)[0]
-    gamma.update(f0=U, h0=np.diagonal(U).copy())  # the first layer's E φ̄_iφ̄_j, where the NTK's covariances use it
-    theta_change = np.nan_to_num(U + moments["f0"] * gram)  # Θ_1 = K_1 + F'_1 ∘ XᵀX (diagonals included)
+    # per unit κ_1: the first layer's Γ_1 and E φ̄_iφ̄_j (which the NTK's covariances use), and its NTK moments
+    ck_change = dict(zip(("g_aa", "g_ab", "g_ac", "g_cc"), first_layer_gamma_change(act, X, layers[0], nodes=nodes)),
+                     f0=U, h0=np.diagonal(U).copy())
+    slope_change = first_layer_slope_change(act, X, slopes[0], nodes=nodes)
+    theta_change = np.nan_to_num(U + slope_change["f0"] * gram)  # Θ_1 = K_1 + F'_1 ∘ XᵀX (diagonals included)
     h = kurtosis_step(inputs, U)
 
     def moved(sign: float) -> tuple[list[LayerSensitivities], list[DerivativeSensitivities], list[Array]]:
         step = sign * h
-        cks = [replace(layers[0], **{name: getattr(layers[0], name) + step * d for name, d in gamma.items()})]
-        derivs = [replace(slopes[0], **{name: getattr(slopes[0], name) + step * d for name, d in moments.items()})]
+        cks = [replace(layers[0], **{name: getattr(layers[0], name) + step * d for name, d in ck_change.items()})]
+        derivs = [replace(slopes[0], **{name: getattr(slopes[0], name) + step * d for name, d in slope_change.items()})]
         theta = np.asarray(ntks[0], dtype=float) + step * theta_change
         thetas = [theta]
         if len(layers) > 1:
