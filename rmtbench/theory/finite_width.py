@@ -85,7 +85,8 @@ from rmtbench.activations import Activation
 __all__ = [
     "COLLINEAR_MARGIN", "STEP", "FiniteWidthMoments", "KernelState", "LayerSensitivities", "collinear_pairs",
     "KURTOSIS_STEP", "copy_diagonal", "data_fourth_moments", "duplicate_pairs", "edgeworth_term", "finite_width_moments",
-    "finite_width_shifts", "input_sensitivities", "first_layer_gamma_change", "kurtosis_responses", "kurtosis_step",
+    "finite_width_shifts", "input_sensitivities", "first_layer_gamma_change", "first_layer_moment_change",
+    "kurtosis_responses", "kurtosis_step",
     "kurtosis_terms", "kurtosis_weights",
     "layer_inputs", "layer_sensitivities", "layer_states", "layer_values", "linear_change", "map_derivatives",
     "network_sensitivities", "propagate", "propagate_moments", "variance_kurtosis_responses",
@@ -433,6 +434,35 @@ def kurtosis_responses(layers: Sequence[LayerSensitivities], terms: Sequence[Arr
 KURTOSIS_STEP = 1e-2
 
 
+def first_layer_moment_change(act: Activation, f: Callable[[Array], Array], g: Callable[[Array], Array], X: Array, *,
+                              nodes: int = 48, diagonal: Callable[[Array], Array] | None = None) -> Array:
+    """δE f(u_i)g(u_j) per unit κ_1 for one row of the first layer: the first Edgeworth term of the data's localisation
+    (:func:`edgeworth_term`), from central differences (:func:`map_derivatives`) of the moment's Gaussian map
+    (:func:`rmtbench.theory.kernels.mixed_moment`, at the kinks of ``act``, a 2-D rule of max(96, 2·nodes)).
+
+    ``diagonal``: var -> E (fg)(u) for u ~ N(0, var), whose change fills the diagonal (0 without it). A pair with
+    ``f is g`` is symmetric in (i, j); otherwise the map with the roles swapped gives the a_j side. Nearly collinear
+    pairs are NaN.
+    """
+    from rmtbench.theory.kernels import mixed_moment
+
+    X = np.asarray(X, dtype=float)
+    K, t, rule = X.T @ X, data_fourth_moments(X), max(96, 2 * nodes)
+
+    def pair_map(a: Callable[[Array], Array], b: Callable[[Array], Array]) -> Callable[[Array, Array, Array, bool], Array]:
+        return lambda var_a, var_b, cov, _: mixed_moment(a, b, var_a, cov, kinks=act.kinks, nodes=rule, off_diagonal=True,
+                                                         variances_b=var_b)
+
+    def none(var: Array) -> Array:
+        return np.zeros_like(var)
+
+    m, diag = map_derivatives(pair_map(f, g), none if diagonal is None else diagonal, K)
+    if f is g:
+        return edgeworth_term(t, m["faa"], m["fac"], m["fcc"], diag[2])
+    swapped, _ = map_derivatives(pair_map(g, f), none, K)
+    return edgeworth_term(t, m["faa"], m["fac"], m["fcc"], diag[2], faa_b=swapped["faa"].T, fac_b=swapped["fac"].T)
+
+
 def first_layer_gamma_change(act: Activation, X: Array, layer: LayerSensitivities, *, nodes: int = 48
                              ) -> tuple[Array, Array, Array, Array]:
     """Change of the first layer's Γ_1 entries (``g_aa``, ``g_ab``, ``g_ac``, ``g_cc`` of ``layer``) per unit κ_1.
@@ -445,29 +475,17 @@ def first_layer_gamma_change(act: Activation, X: Array, layer: LayerSensitivitie
     ``g_aa``), like the derivatives.
     """
     from rmtbench.quadrature import gaussian_expectations
-    from rmtbench.theory.kernels import mixed_moment
 
     phi = act.phi
-    K = np.asarray(X, dtype=float).T @ np.asarray(X, dtype=float)
     t = data_fourth_moments(X)
-    rule = max(96, 2 * nodes)
 
     def power(k: int) -> Callable[[Array], Array]:
         return lambda u: np.asarray(phi(u), dtype=float) ** k
 
-    def pair_map(f: Callable[[Array], Array], g: Callable[[Array], Array]) -> Callable[[Array, Array, Array, bool], Array]:
-        return lambda var_a, var_b, cov, _: mixed_moment(f, g, var_a, cov, kinks=act.kinks, nodes=rule, off_diagonal=True,
-                                                         variances_b=var_b)
-
     square, cube = power(2), power(3)
     fourth = lambda var: gaussian_expectations(power(4), np.sqrt(var), kinks=act.kinks, nodes=40)  # noqa: E731
-    none = lambda var: np.zeros_like(var)  # noqa: E731 (the diagonals of E φ̄_i³φ̄_j are not used)
-    m22, m4 = map_derivatives(pair_map(square, square), fourth, K)
-    m31, _ = map_derivatives(pair_map(cube, phi), none, K)
-    m13, _ = map_derivatives(pair_map(phi, cube), none, K)  # the same moment with the roles swapped: its a_j side
-    d22 = edgeworth_term(t, m22["faa"], m22["fac"], m22["fcc"], m4[2])  # δE φ̄_i²φ̄_j², and δE φ̄_i⁴ on the diagonal
-    d31 = edgeworth_term(t, m31["faa"], m31["fac"], m31["fcc"], np.zeros(K.shape[0]),
-                         faa_b=m13["faa"].T, fac_b=m13["fac"].T)
+    d22 = first_layer_moment_change(act, square, square, X, nodes=nodes, diagonal=fourth)  # δE φ̄_i²φ̄_j², δE φ̄_i⁴
+    d31 = first_layer_moment_change(act, cube, phi, X, nodes=nodes)  # its diagonal is not used
     d2 = edgeworth_term(t, layer.faa, layer.fac, layer.fcc, layer.h2)  # δE φ̄_iφ̄_j, and δE φ̄_i² on the diagonal
     dh = np.diagonal(d2).copy()
     h0, f0 = layer.h0, layer.f0

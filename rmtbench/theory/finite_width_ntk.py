@@ -396,17 +396,14 @@ def first_layer_slope_change(act: Activation, X: Array, slope: DerivativeSensiti
 
     Each is a Gaussian expectation E f(u_i)g(u_j) (or E (fg)(u_i) on the diagonal) and gains the first Edgeworth term of
     the data's localisation (:func:`rmtbench.theory.finite_width.edgeworth_term`), from the second derivatives of its
-    map: the derivative kernel's in ``slope``, the others' by central differences of
-    :func:`rmtbench.theory.kernels.mixed_moment` (:func:`rmtbench.theory.finite_width.map_derivatives`), the NTK's
-    analogue of :func:`rmtbench.theory.finite_width.first_layer_gamma_change`. Nearly collinear pairs are NaN.
+    map: the derivative kernel's in ``slope``, the others' from
+    :func:`rmtbench.theory.finite_width.first_layer_moment_change`, as in the CK's
+    :func:`rmtbench.theory.finite_width.first_layer_gamma_change`. Nearly collinear pairs are NaN.
     """
     from rmtbench.quadrature import gaussian_expectations
-    from rmtbench.theory.finite_width import data_fourth_moments, edgeworth_term, kurtosis_terms
-    from rmtbench.theory.kernels import mixed_moment
+    from rmtbench.theory.finite_width import first_layer_moment_change, kurtosis_terms
 
     assert act.derivative is not None
-    X = np.asarray(X, dtype=float)
-    K, t, rule = X.T @ X, data_fourth_moments(X), max(96, 2 * nodes)
     phi, dphi = act.phi, act.derivative
 
     def slope_of(u: Array) -> Array:
@@ -421,25 +418,18 @@ def first_layer_slope_change(act: Activation, X: Array, slope: DerivativeSensiti
     def square_slope(u: Array) -> Array:  # φ̄²φ'
         return np.asarray(phi(u), dtype=float) ** 2 * slope_of(u)
 
-    def pair_map(f: Callable[[Array], Array], g: Callable[[Array], Array]) -> Callable[[Array, Array, Array, bool], Array]:
-        return lambda var_a, var_b, cov, _: mixed_moment(f, g, var_a, cov, kinks=act.kinks, nodes=rule, off_diagonal=True,
-                                                         variances_b=var_b)
-
     def on_diagonal(f: Callable[[Array], Array]) -> Callable[[Array], Array]:
         return lambda var: gaussian_expectations(lambda u: f(u) ** 2, np.sqrt(var), kinks=act.kinks, nodes=40)
 
-    def change(f: Callable[[Array], Array], g: Callable[[Array], Array], diagonal: Callable[[Array], Array]) -> Array:
-        m, diag = map_derivatives(pair_map(f, g), diagonal, K)
-        if f is g:
-            return edgeworth_term(t, m["faa"], m["fac"], m["fcc"], diag[2])
-        swapped, _ = map_derivatives(pair_map(g, f), diagonal, K)  # its a_j side
-        return edgeworth_term(t, m["faa"], m["fac"], m["fcc"], diag[2], faa_b=swapped["faa"].T, fac_b=swapped["fac"].T)
+    def change(f: Callable[[Array], Array], g: Callable[[Array], Array],
+               diagonal: Callable[[Array], Array] | None = None) -> Array:
+        return first_layer_moment_change(act, f, g, X, nodes=nodes, diagonal=diagonal)
 
     square = change(slope_square, slope_square, on_diagonal(slope_square))  # δE φ'_i²φ'_j², δE φ'⁴ on the diagonal
     cross = change(product, product, on_diagonal(product))  # δE (φ̄φ')_i(φ̄φ')_j, δE φ̄²φ'² on the diagonal
-    slopes = kurtosis_terms([slope], X, maps=[slope])[0]  # δF', δE φ'² on the diagonal
+    slopes = kurtosis_terms([slope], np.asarray(X, dtype=float), maps=[slope])[0]  # δF', δE φ'² on the diagonal
     return {"f0": slopes, "d0": np.diagonal(slopes).copy(),
-            "q_square": change(square_slope, slope_of, lambda var: np.zeros_like(var)),  # its diagonal is not used
+            "q_square": change(square_slope, slope_of),  # its diagonal is not used
             "q_cross": cross, "q_diag": np.diagonal(cross).copy(),
             "s_cross": square, "s_diag": np.diagonal(square).copy()}
 
